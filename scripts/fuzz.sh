@@ -13,9 +13,15 @@ for bin in "$build"/tests/fuzz/fuzz_*; do
   corpus="$root/tests/fuzz/corpus/${name#fuzz_}"
   scratch=$(mktemp -d)
   echo "fuzz: $name for ${seconds}s (corpus $corpus)"
-  "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-         -print_final_stats=1 "$scratch" "$corpus" 2>&1 | tail -n 3
-  rm -rf "$scratch"
+  log="$scratch.log"
+  if ! "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+         -print_final_stats=1 "$scratch" "$corpus" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "fuzz: $name FAILED (the crashing input is named above)" >&2
+    exit 1
+  fi
+  grep -E '^stat::(number_of_executed_units|new_units_added)' "$log" || true
+  rm -rf "$scratch" "$log"
 done
 if [ "$found" = 0 ]; then
   echo "fuzz: no fuzz targets found in $build" >&2
