@@ -25,10 +25,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    const char *level = getenv("BINDY_LOG_LEVEL");
-    bd_log_level_t lv;
-    if (level != NULL && bd_log_parse_level(level, &lv) == 0)
-        bd_log_set_level(lv);
+    bd_log_init_from_env();
 
     if (argc < 2) {
         usage(stderr);

@@ -29,6 +29,7 @@
     X(PROTO, "protocol error")                                              \
     X(AUTH, "authentication failed")                                        \
     X(UNAVAIL, "service unavailable")                                       \
+    X(CANCELED, "canceled")                                                 \
     X(INTERNAL, "internal error")
 
 enum {

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <strings.h>
 #include <time.h>
 
@@ -23,6 +24,20 @@ int bd_log_parse_level(const char *s, bd_log_level_t *out)
         }
     }
     return BD_EINVAL;
+}
+
+int bd_log_init_from_env(void)
+{
+    const char *s = getenv("BINDY_LOG_LEVEL");
+    bd_log_level_t lv;
+    if (s == NULL || *s == '\0')
+        return BD_OK;
+    if (bd_log_parse_level(s, &lv) != BD_OK) {
+        bd_warn("BINDY_LOG_LEVEL=%s is not one of debug, info, warn, error; keeping info", s);
+        return BD_EINVAL;
+    }
+    bd_log_set_level(lv);
+    return BD_OK;
 }
 
 void bd_log(bd_log_level_t level, const char *fmt, ...)

@@ -11,8 +11,11 @@
 
 typedef enum { BD_LOG_DEBUG = 0, BD_LOG_INFO, BD_LOG_WARN, BD_LOG_ERROR } bd_log_level_t;
 
-/* Messages below level are dropped. Default INFO; BINDY_LOG_LEVEL overrides at start. */
+/* Messages below level are dropped. Default INFO. */
 void bd_log_set_level(bd_log_level_t level);
+/* Apply BINDY_LOG_LEVEL (debug|info|warn|error) if set; every main calls this first.
+ * Returns BD_EINVAL (and keeps the level) for a value it does not know. */
+int bd_log_init_from_env(void);
 bd_log_level_t bd_log_get_level(void);
 
 /* Parse "debug|info|warn|error" (case-insensitive); returns 0 or BD_EINVAL. */
