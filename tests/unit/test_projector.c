@@ -1,0 +1,407 @@
+/*
+ * The projector: desired state from journal events, on the example manifests.
+ * Proves content and membership, catalogs and topology, conflicts on the loser,
+ * incremental diffs with serials, and determinism (one pass vs event by event, and a
+ * change undone gives the same digest).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "doc.h"
+#include "manifest.h"
+#include "projector.h"
+
+static const char *src_dir(void)
+{
+    const char *d = getenv("BINDY_SOURCE_DIR");
+    return d ? d : ".";
+}
+
+typedef struct {
+    json_t *objs; /* array of objects in file order */
+} collect_t;
+
+static void on_object(void *arg, const mf_object_t *o)
+{
+    collect_t *c = arg;
+    json_array_append(c->objs, o->obj);
+}
+
+static void on_problem(void *arg, const char *file, int line, const char *msg, bool unreadable)
+{
+    fail_msg("%s:%d: %s", file, line, msg);
+}
+
+static json_t *load_examples(void)
+{
+    val_catalog_t *cat = NULL;
+    assert_int_equal(val_catalog_new(&cat, NULL), BD_OK);
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/deploy/examples", src_dir());
+    const char *paths[] = {dir};
+    collect_t c = {json_array()};
+    mf_visitor_t vis = {on_object, on_problem};
+    assert_int_equal(mf_scan(cat, paths, 1, &vis, &c), BD_OK);
+    val_catalog_free(cat);
+    return c.objs;
+}
+
+static uint64_t g_seq;
+
+static void apply(proj_t *p, jnl_type_t type, json_t *obj)
+{
+    const json_t *meta = json_object_get(obj, "metadata");
+    jnl_event_t ev = {
+        .seq = ++g_seq,
+        .source = JNL_SRC_MANIFESTS,
+        .type = type,
+        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
+        .kind = json_string_value(json_object_get(obj, "kind")),
+        .ns = json_string_value(json_object_get(meta, "namespace")),
+        .name = json_string_value(json_object_get(meta, "name")),
+        .object = obj,
+    };
+    bd_err_t err;
+    if (proj_apply(p, &ev, &err) != BD_OK)
+        fail_msg("apply: %s", err.msg);
+}
+
+static json_t *parse(const char *yaml)
+{
+    doc_list_t *l = NULL;
+    assert_int_equal(doc_load_buffer("t", yaml, strlen(yaml), 0, &l, NULL), BD_OK);
+    assert_null(doc_list_error(l, NULL));
+    json_t *v = json_incref(doc_value(doc_list_get(l, 0)));
+    doc_list_free(l);
+    return v;
+}
+
+static proj_t *examples_projector(void)
+{
+    proj_t *p = NULL;
+    assert_int_equal(proj_new(NULL, &p, NULL), BD_OK);
+    json_t *objs = load_examples();
+    size_t i;
+    json_t *o;
+    json_array_foreach(objs, i, o) apply(p, JNL_ADDED, o);
+    json_decref(objs);
+    return p;
+}
+
+static bool has_rr(const proj_t *p, const char *zone, const char *line)
+{
+    const proj_zone_t *z = proj_zone_get(p, zone);
+    if (z == NULL)
+        return false;
+    res_strv_t rrs;
+    assert_int_equal(proj_zone_rrs(z, &rrs), BD_OK);
+    bool found = false;
+    for (size_t i = 0; i < rrs.n; i++)
+        found |= strcmp(rrs.v[i], line) == 0;
+    res_strv_deinit(&rrs);
+    return found;
+}
+
+static void assert_rr(const proj_t *p, const char *zone, const char *line)
+{
+    if (!has_rr(p, zone, line)) {
+        const proj_zone_t *z = proj_zone_get(p, zone);
+        if (z) {
+            res_strv_t rrs;
+            proj_zone_rrs(z, &rrs);
+            for (size_t i = 0; i < rrs.n; i++)
+                fprintf(stderr, "  have: %s\n", rrs.v[i]);
+            res_strv_deinit(&rrs);
+        }
+        fail_msg("zone %s lacks \"%s\"", zone, line);
+    }
+}
+
+static void assert_status(const proj_t *p, const char *kind, const char *name, bool ready, const char *reason)
+{
+    proj_status_t st;
+    proj_status(p, kind, "dns-system", name, &st);
+    if (!st.known || st.ready != ready || strcmp(st.reason, reason) != 0)
+        fail_msg("%s %s: want %s, got %s (%s)", kind, name, reason, st.known ? st.reason : "unknown",
+                 st.known ? st.message : "");
+}
+
+static void test_examples_content(void **state)
+{
+    proj_t *p = examples_projector();
+    const proj_zone_t *z = proj_zone_get(p, "example.com");
+    assert_non_null(z);
+    char *soa = NULL;
+    assert_int_equal(proj_zone_soa(z, &soa), BD_OK);
+    /* soaRecord.serial 2024010101 is a floor; the zone's first version is at least that */
+    assert_true(proj_zone_serial(z) >= 2024010101u);
+    assert_non_null(strstr(soa, "example.com. 3600 IN SOA ns1.example.com. admin.example.com. "));
+    free(soa);
+
+    assert_rr(p, "example.com", "example.com. 3600 IN NS ns1.example.com.");
+    assert_rr(p, "example.com", "example.com. 3600 IN NS ns2.example.com.");
+    assert_rr(p, "example.com", "ns1.example.com. 3600 IN A 192.0.2.1");
+    assert_rr(p, "example.com", "ns1.example.com. 3600 IN AAAA 2001:db8::1");
+    assert_rr(p, "example.com", "www.example.com. 300 IN A 192.0.2.10");
+    assert_rr(p, "example.com", "www.example.com. 300 IN A 192.0.2.11");
+    assert_rr(p, "example.com", "www.example.com. 300 IN AAAA 2001:db8::10");
+    assert_rr(p, "example.com", "blog.example.com. 3600 IN CNAME www.example.com.");
+
+    /* every kind is published and Ready */
+    static const char *const kinds[] = {"ARecord", "AAAARecord", "CNAMERecord", "MXRecord", "TXTRecord",
+                                        "NSRecord", "SRVRecord", "CAARecord"};
+    res_strv_t rrs;
+    assert_int_equal(proj_zone_rrs(z, &rrs), BD_OK);
+    static const char *const types[] = {" IN MX ", " IN TXT ", " IN SRV ", " IN CAA ", " IN NS "};
+    for (size_t t = 0; t < sizeof(types) / sizeof(*types); t++) {
+        bool found = false;
+        for (size_t i = 0; i < rrs.n; i++)
+            found |= strstr(rrs.v[i], types[t]) != NULL;
+        if (!found)
+            fail_msg("no%sRR in example.com", types[t]);
+    }
+    /* the long TXT string is split in <=255-octet character-strings */
+    bool split = false;
+    for (size_t i = 0; i < rrs.n; i++)
+        split |= strstr(rrs.v[i], " IN TXT \"") && strstr(rrs.v[i], "\" \"");
+    assert_true(split);
+    res_strv_deinit(&rrs);
+    (void)kinds;
+
+    /* membership: primary-dns and secondary-dns (and the regional ones) by label */
+    const res_strv_t *inst = proj_zone_instances(z);
+    assert_true(inst->n >= 2);
+    bool prim = false, sec = false;
+    for (size_t i = 0; i < inst->n; i++) {
+        prim |= strcmp(inst->v[i], "dns-system/primary-dns") == 0;
+        sec |= strcmp(inst->v[i], "dns-system/secondary-dns") == 0;
+    }
+    assert_true(prim && sec);
+    assert_status(p, "DNSZone", "example-com", true, "Ready");
+    assert_status(p, "ARecord", "www-example-com", true, "Ready");
+    assert_status(p, "Bind9Instance", "primary-dns", true, "Ready");
+    proj_free(p);
+}
+
+static void test_catalogs_and_topology(void **state)
+{
+    proj_t *p = examples_projector();
+    size_t n = 0;
+    const proj_instance_t **insts = proj_instances(p, &n);
+    const proj_instance_t *primary = NULL, *secondary = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(insts[i]->key, "dns-system/primary-dns") == 0)
+            primary = insts[i];
+        if (strcmp(insts[i]->key, "dns-system/secondary-dns") == 0)
+            secondary = insts[i];
+    }
+    assert_non_null(primary);
+    assert_non_null(secondary);
+    assert_int_equal(primary->upstream.n, 0);      /* primaries pull from bindy */
+    assert_true(secondary->upstream.n >= 1);       /* secondaries pull from primaries */
+    bool up = false;
+    for (size_t i = 0; i < secondary->upstream.n; i++)
+        up |= strcmp(secondary->upstream.v[i], "dns-system/primary-dns") == 0;
+    assert_true(up);
+
+    /* the primary's catalog lists example.com and the secondary's catalog */
+    const proj_zone_t *cat = proj_zone_get(p, primary->catalog);
+    assert_non_null(cat);
+    assert_true(proj_zone_is_catalog(cat));
+    res_strv_t rrs;
+    assert_int_equal(proj_zone_rrs(cat, &rrs), BD_OK);
+    bool member = false, nested = false, version = false;
+    char want_nested[300];
+    snprintf(want_nested, sizeof(want_nested), " IN PTR %s.", secondary->catalog);
+    for (size_t i = 0; i < rrs.n; i++) {
+        member |= strstr(rrs.v[i], " IN PTR example.com.") != NULL;
+        nested |= strstr(rrs.v[i], want_nested) != NULL;
+        version |= strstr(rrs.v[i], "version.") == rrs.v[i] && strstr(rrs.v[i], "IN TXT \"2\"");
+    }
+    res_strv_deinit(&rrs);
+    assert_true(member && nested && version);
+    proj_free(p);
+}
+
+static void test_incremental_change_and_serial(void **state)
+{
+    proj_t *p = examples_projector();
+    proj_changes_t ch;
+    assert_int_equal(proj_take_changes(p, &ch), BD_OK);
+    assert_true(ch.nzones >= 1);
+    proj_changes_deinit(&ch);
+    uint32_t s0 = proj_zone_serial(proj_zone_get(p, "example.com"));
+
+    json_t *a = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+                      "metadata: {name: www-example-com, namespace: dns-system, labels: {zone: example.com}}\n"
+                      "spec: {name: www, ttl: 300, ipv4Addresses: [192.0.2.10, 192.0.2.99]}\n");
+    apply(p, JNL_MODIFIED, a);
+    json_decref(a);
+    assert_int_equal(proj_zone_serial(proj_zone_get(p, "example.com")), s0 + 1);
+    assert_int_equal(proj_take_changes(p, &ch), BD_OK);
+    assert_int_equal(ch.nzones, 1);
+    assert_string_equal(ch.zones[0].zone, "example.com");
+    assert_int_equal(ch.zones[0].removed.n, 1);
+    assert_string_equal(ch.zones[0].removed.v[0], "www.example.com. 300 IN A 192.0.2.11");
+    assert_int_equal(ch.zones[0].added.n, 1);
+    assert_string_equal(ch.zones[0].added.v[0], "www.example.com. 300 IN A 192.0.2.99");
+    assert_int_equal(ch.zones[0].serial, s0 + 1);
+    assert_int_equal(ch.statuses.n, 0); /* still Ready, same message: no status write */
+    proj_changes_deinit(&ch);
+
+    /* an event that changes nothing rendered does not advance the serial */
+    a = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+              "metadata: {name: www-example-com, namespace: dns-system, labels: {zone: example.com}, "
+              "annotations: {note: x}}\n"
+              "spec: {name: www, ttl: 300, ipv4Addresses: [192.0.2.99, 192.0.2.10]}\n");
+    apply(p, JNL_MODIFIED, a);
+    json_decref(a);
+    assert_int_equal(proj_zone_serial(proj_zone_get(p, "example.com")), s0 + 1);
+
+    /* floor: a new leader saw a server publish a higher serial */
+    assert_int_equal(proj_serial_floor(p, "example.com", s0 + 100), BD_OK);
+    assert_int_equal(proj_zone_serial(proj_zone_get(p, "example.com")), s0 + 101);
+
+    /* delete: the record's RRs go */
+    a = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+              "metadata: {name: www-example-com, namespace: dns-system}\nspec: {name: www, ipv4Addresses: [192.0.2.1]}\n");
+    apply(p, JNL_DELETED, a);
+    json_decref(a);
+    assert_false(has_rr(p, "example.com", "www.example.com. 300 IN A 192.0.2.99"));
+    proj_free(p);
+}
+
+static void test_conflicts_and_bad_input(void **state)
+{
+    proj_t *p = examples_projector();
+    /* a second DNSZone for example.com loses: it is younger */
+    json_t *o = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: DNSZone\n"
+                      "metadata: {name: example-com-again, namespace: dns-system}\n"
+                      "spec: {zoneName: example.com, soaRecord: {primaryNs: ns9.example.com., adminEmail: a@b.c}}\n");
+    apply(p, JNL_ADDED, o);
+    json_decref(o);
+    assert_status(p, "DNSZone", "example-com-again", false, "DuplicateZone");
+    assert_status(p, "DNSZone", "example-com", true, "Ready");
+    assert_rr(p, "example.com", "example.com. 3600 IN NS ns1.example.com.");
+
+    /* a CNAME at a name that already has an A record: the younger CNAME loses */
+    o = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: CNAMERecord\n"
+              "metadata: {name: www-cname, namespace: dns-system, labels: {zone: example.com}}\n"
+              "spec: {name: www, target: elsewhere.example.net.}\n");
+    apply(p, JNL_ADDED, o);
+    json_decref(o);
+    assert_status(p, "CNAMERecord", "www-cname", false, "CnameConflict");
+    assert_status(p, "ARecord", "www-example-com", true, "Ready");
+    assert_false(has_rr(p, "example.com", "www.example.com. 3600 IN CNAME elsewhere.example.net."));
+
+    /* the same name and type: merged when TTLs agree, the younger loses when not */
+    o = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+              "metadata: {name: www-more, namespace: dns-system, labels: {zone: example.com}}\n"
+              "spec: {name: www, ttl: 300, ipv4Addresses: [192.0.2.12]}\n");
+    apply(p, JNL_ADDED, o);
+    json_decref(o);
+    assert_status(p, "ARecord", "www-more", true, "Ready");
+    assert_rr(p, "example.com", "www.example.com. 300 IN A 192.0.2.12");
+    o = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+              "metadata: {name: www-ttl, namespace: dns-system, labels: {zone: example.com}}\n"
+              "spec: {name: www, ttl: 60, ipv4Addresses: [192.0.2.13]}\n");
+    apply(p, JNL_ADDED, o);
+    json_decref(o);
+    assert_status(p, "ARecord", "www-ttl", false, "RecordConflict");
+    assert_false(has_rr(p, "example.com", "www.example.com. 60 IN A 192.0.2.13"));
+
+    /* an invalid new version: Ready=False/InvalidSpec and the last valid one stays served */
+    o = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+              "metadata: {name: www-more, namespace: dns-system, labels: {zone: example.com}}\n"
+              "spec: {name: www, ttl: 300, ipv4Addresses: [10.0.0.300]}\n");
+    apply(p, JNL_MODIFIED, o);
+    json_decref(o);
+    assert_status(p, "ARecord", "www-more", false, "InvalidSpec");
+    proj_status_t st;
+    proj_status(p, "ARecord", "dns-system", "www-more", &st);
+    assert_non_null(strstr(st.message, "spec.ipv4Addresses[0]"));
+    assert_rr(p, "example.com", "www.example.com. 300 IN A 192.0.2.12");
+
+    /* a record no zone selects; a zone no instance serves */
+    o = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+              "metadata: {name: lonely, namespace: dns-system, labels: {zone: nowhere}}\n"
+              "spec: {name: x, ipv4Addresses: [192.0.2.1]}\n");
+    apply(p, JNL_ADDED, o);
+    json_decref(o);
+    assert_status(p, "ARecord", "lonely", false, "NotSelected");
+    o = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: DNSZone\n"
+              "metadata: {name: orphan, namespace: dns-system}\n"
+              "spec: {zoneName: orphan.test, soaRecord: {primaryNs: ns1.orphan.test., adminEmail: a@orphan.test}}\n");
+    apply(p, JNL_ADDED, o);
+    json_decref(o);
+    assert_status(p, "DNSZone", "orphan", false, "NoInstancesSelected");
+
+    /* deleting the winning DNSZone hands the zone to the remaining one */
+    o = parse("apiVersion: bindy.firestoned.io/v1beta1\nkind: DNSZone\nmetadata: {name: example-com, namespace: dns-system}\n"
+              "spec: {zoneName: example.com, soaRecord: {primaryNs: ns1.example.com., adminEmail: a@b.c}}\n");
+    apply(p, JNL_DELETED, o);
+    json_decref(o);
+    assert_rr(p, "example.com", "example.com. 3600 IN NS ns9.example.com.");
+    proj_free(p);
+}
+
+static void test_determinism(void **state)
+{
+    /* one pass, changes taken once */
+    proj_t *a = examples_projector();
+    char da[65], db[65], dc[65];
+    assert_int_equal(proj_digest(a, da), BD_OK);
+
+    /* event by event, changes taken after each, in a second projector */
+    proj_t *b = NULL;
+    assert_int_equal(proj_new(NULL, &b, NULL), BD_OK);
+    json_t *objs = load_examples();
+    size_t i;
+    json_t *o;
+    json_array_foreach(objs, i, o) {
+        apply(b, JNL_ADDED, o);
+        proj_changes_t ch;
+        assert_int_equal(proj_take_changes(b, &ch), BD_OK);
+        proj_changes_deinit(&ch);
+    }
+    assert_int_equal(proj_digest(b, db), BD_OK);
+    assert_string_equal(da, db);
+
+    /* a change undone leaves the same rendered state */
+    json_t *first = NULL;
+    json_array_foreach(objs, i, o) if (!first && strcmp(json_string_value(json_object_get(o, "kind")), "Bind9Instance") == 0)
+        first = json_deep_copy(o);
+    assert_non_null(first);
+    json_t *changed = json_deep_copy(first);
+    json_object_set_new(json_object_get(changed, "spec"), "replicas", json_integer(7));
+    apply(b, JNL_MODIFIED, changed);
+    assert_int_equal(proj_digest(b, dc), BD_OK);
+    assert_string_not_equal(da, dc);
+    apply(b, JNL_MODIFIED, first);
+    assert_int_equal(proj_digest(b, dc), BD_OK);
+    assert_string_equal(da, dc);
+    json_decref(first);
+    json_decref(changed);
+    json_decref(objs);
+    proj_free(a);
+    proj_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_examples_content),
+        cmocka_unit_test(test_catalogs_and_topology),
+        cmocka_unit_test(test_incremental_change_and_serial),
+        cmocka_unit_test(test_conflicts_and_bad_input),
+        cmocka_unit_test(test_determinism),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
