@@ -792,6 +792,20 @@ static void check_metadata(walk_t *w, const json_t *obj)
     }
 }
 
+/* An instance without spec.role takes its role from the dns-role label, so the label's
+ * value is then part of the spec: a typo must not silently mean "primary". */
+static void check_role_label(walk_t *w, const json_t *obj)
+{
+    const json_t *role = json_object_get(json_object_get(obj, "spec"), "role");
+    const char *label =
+        json_string_value(json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), "dns-role"));
+    if (role != NULL || label == NULL || strcmp(label, "primary") == 0 || strcmp(label, "secondary") == 0)
+        return;
+    val_report_add(w->rep, VAL_ERROR, "metadata.labels.dns-role",
+                   "\"%.64s\" is not one of \"primary\", \"secondary\" (it sets the role when spec.role is absent)",
+                   label);
+}
+
 int val_check(const val_catalog_t *cat, json_t *obj, val_report_t *rep)
 {
     size_t before = rep->nerrors;
@@ -823,6 +837,8 @@ int val_check(const val_catalog_t *cat, json_t *obj, val_report_t *rep)
             break;
         }
         check_metadata(&w, obj);
+        if (strcmp(kind, "Bind9Instance") == 0)
+            check_role_label(&w, obj);
         const json_t *schema = catalog_find(cat, kind)->schema;
         char path[DOC_PATH_MAX] = "", spath[DOC_PATH_MAX] = "";
         walk(&w, schema, obj, path, spath, 0);

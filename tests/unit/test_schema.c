@@ -438,6 +438,12 @@ static const struct {
     {HDR("Bind9Instance") "spec: {rndcKey: {algorithm: hmac-md5}}\n", "spec.rndcKey.algorithm", "not one of"},
     {HDR("Bind9Instance") "spec: {rndcKey: {algorithm: hmac-sha1}}\n", "spec.rndcKey.algorithm", "not one of"},
     {HDR("Bind9Instance") "spec: {role: leader}\n", "spec.role", "not one of"},
+    {"apiVersion: bindy.firestoned.io/v1beta1\nkind: Bind9Instance\n"
+     "metadata: {name: x, labels: {dns-role: secundary}}\nspec: {}\n",
+     "metadata.labels.dns-role", "not one of"},
+    {"apiVersion: bindy.firestoned.io/v1beta1\nkind: Bind9Instance\n"
+     "metadata: {name: x, labels: {dns-role: anything}}\nspec: {role: primary}\n",
+     NULL, NULL},
     {HDR("Bind9Instance") "spec: {replicas: three}\n", "spec.replicas", "expected an integer"},
     {HDR("Bind9Instance") "spec: {replicas: -1}\n", "spec.replicas", ""},
     {HDR("Bind9Instance") "spec: {podDisruptionBudget: {minAvailable: 1, maxUnavailable: 1}}\n",
