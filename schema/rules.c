@@ -6,6 +6,8 @@
 #include "rules.h"
 
 #include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +94,24 @@ static void cel_caa_iodef(const json_t *v, const char *path, val_report_t *rep)
     }
 }
 
+static void cel_selector_values(const json_t *v, const char *path, val_report_t *rep)
+{
+    const char *op = json_string_value(json_object_get(v, "operator"));
+    size_t n = json_array_size(json_object_get(v, "values"));
+    if (op == NULL)
+        return;
+    bool set_op = strcmp(op, "In") == 0 || strcmp(op, "NotIn") == 0;
+    if (set_op != (n > 0)) {
+        char vpath[DOC_PATH_MAX];
+        snprintf(vpath, sizeof(vpath), "%s.values", path);
+        val_report_add(rep, VAL_ERROR, vpath, set_op ? "must not be empty for %s" : "must be empty for %s", op);
+    }
+}
+
+#define SELECTOR_VALUES_CEL                                                                                \
+    "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || " \
+    "size(self.values) == 0)"
+
 const val__rule_t val__rules[] = {
     /* ACLs and addresses */
     {"Bind9Instance", "spec.config.allowQuery[]", NULL, check_acl},
@@ -124,6 +144,8 @@ const val__rule_t val__rules[] = {
      "self.tag != 'iodef' || self.value.startsWith('mailto:') || self.value.startsWith('http://') || "
      "self.value.startsWith('https://')",
      cel_caa_iodef},
+    {"DNSZone", "spec.recordsFrom[].selector.matchExpressions[]", SELECTOR_VALUES_CEL, cel_selector_values},
+    {"DNSZone", "spec.bind9InstancesFrom[].selector.matchExpressions[]", SELECTOR_VALUES_CEL, cel_selector_values},
 };
 
 const size_t val__nrules = sizeof(val__rules) / sizeof(val__rules[0]);

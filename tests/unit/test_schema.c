@@ -476,6 +476,12 @@ static const struct {
     {HDR("DNSZone") "spec: {zoneName: example.com, soaRecord: {primaryNs: ns1.example.com., adminEmail: a@example.com},"
                     " recordsFrom: [{selector: {matchExpressions: [{key: a, operator: Near}]}}]}\n",
      "spec.recordsFrom[0].selector.matchExpressions[0].operator", "not one of"},
+    {HDR("DNSZone") "spec: {zoneName: example.com, soaRecord: {primaryNs: ns1.example.com., adminEmail: a@example.com},"
+                    " bind9InstancesFrom: [{selector: {matchExpressions: [{key: a, operator: In}]}}]}\n",
+     "spec.bind9InstancesFrom[0].selector.matchExpressions[0].values", "must not be empty for In"},
+    {HDR("DNSZone") "spec: {zoneName: example.com, soaRecord: {primaryNs: ns1.example.com., adminEmail: a@example.com},"
+                    " recordsFrom: [{selector: {matchExpressions: [{key: a, operator: Exists, values: [x]}]}}]}\n",
+     "spec.recordsFrom[0].selector.matchExpressions[0].values", "must be empty for Exists"},
     /* object level */
     {"apiVersion: bindy.firestoned.io/v1beta1\nkind: MagicRecord\nmetadata: {name: x}\nspec: {}\n", "kind",
      "unknown kind"},
