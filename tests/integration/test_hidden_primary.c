@@ -1,0 +1,1082 @@
+/*
+ * test_hidden_primary.c - bindy's hidden primary (zonedb + server) against real BIND
+ * named secondaries on loopback.
+ *
+ * Our server runs on this thread's libev loop; named runs as child processes (the named
+ * harness) and dig runs as a subprocess while the loop keeps turning, so the server
+ * answers the transfers dig's answers depend on. Every wait is bounded. If named cannot
+ * start, the test fails with named's own words: nothing is skipped.
+ *
+ * The tests share state and run in order:
+ *   1. two secondaries transfer a zone with every record type (AXFR of several
+ *      TSIG-chained messages) after NOTIFY; every answer is checked with dig;
+ *   2. one changed record reaches both by IXFR; 3. a deleted record goes from both;
+ *   4. a named started from an empty directory fills itself;
+ *   5. a named with the wrong TSIG secret gets nothing, and our log says why;
+ *   6. serving off: REFUSED;
+ *   7. a catalog zone (RFC 9432) adds and removes a member zone on a named without any
+ *      change to its configuration;
+ *   8. malformed input gets FORMERR or is dropped, and the server keeps answering;
+ *   9. (no named) IXFR/AXFR over UDP, unsigned and unknown-key queries, checked with ldns;
+ *  10. (no named, a second server) the TCP client cap, the idle timeout, NOTIFY retries
+ *      with backoff until given up, and a NOTIFY acknowledged.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "log.h"
+#include "named_harness.h"
+#include "server.h"
+#include "zonedb.h"
+
+#define WAIT_S 10.0 /* every poll for a secondary gives up after this */
+
+static struct ev_loop *g_loop;
+static bind_zonedb_t *g_db;
+static bind_server_t *g_srv;
+static bind_server_key_t g_key;
+static char g_secret[128];
+static uint32_t g_serial = 1;
+static bd_named_t *g_a, *g_b; /* the two secondaries of tests 1-3 */
+
+/* ---- driving the loop ---- */
+
+static void timer_done_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    *(bool *)w->data = true;
+}
+
+/* Run the loop for secs seconds. */
+static void pump(double secs)
+{
+    bool done = false;
+    ev_timer t;
+    ev_timer_init(&t, timer_done_cb, secs, 0.);
+    t.data = &done;
+    ev_timer_start(g_loop, &t);
+    while (!done)
+        ev_run(g_loop, EVRUN_ONCE);
+    ev_timer_stop(g_loop, &t);
+}
+
+typedef struct cmd_out {
+    char buf[65536];
+    size_t len;
+    bool eof;
+} cmd_out_t;
+
+static void cmd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    cmd_out_t *o = w->data;
+    for (;;) {
+        char tmp[4096];
+        ssize_t r = read(w->fd, tmp, sizeof(tmp));
+        if (r > 0) {
+            size_t room = sizeof(o->buf) - 1 - o->len;
+            size_t n = (size_t)r < room ? (size_t)r : room;
+            memcpy(o->buf + o->len, tmp, n);
+            o->len += n;
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EINTR))
+            o->eof = true;
+        return;
+    }
+}
+
+/* Run argv (stdout and stderr captured) while the loop turns; at most timeout seconds.
+ * Returns the output (malloc'd, NUL-terminated). */
+static char *run_cmd(char *const argv[], double timeout)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    cmd_out_t *o = calloc(1, sizeof(*o));
+    assert_non_null(o);
+    ev_io w;
+    ev_io_init(&w, cmd_read_cb, p[0], EV_READ);
+    w.data = o;
+    ev_io_start(g_loop, &w);
+    bool late = false;
+    ev_timer t;
+    ev_timer_init(&t, timer_done_cb, timeout, 0.);
+    t.data = &late;
+    ev_timer_start(g_loop, &t);
+    while (!o->eof && !late)
+        ev_run(g_loop, EVRUN_ONCE);
+    ev_io_stop(g_loop, &w);
+    ev_timer_stop(g_loop, &t);
+    close(p[0]);
+    if (late)
+        kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    o->buf[o->len] = '\0';
+    char *s = strdup(o->buf);
+    free(o);
+    assert_non_null(s);
+    return s;
+}
+
+static int line_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sort the lines of s in place (dig prints RRsets in any order). */
+static void sort_lines(char *s)
+{
+    char *lines[512];
+    size_t n = 0;
+    char *copy = strdup(s), *save = NULL;
+    assert_non_null(copy);
+    for (char *l = strtok_r(copy, "\n", &save); l != NULL && n < 512; l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    qsort(lines, n, sizeof(lines[0]), line_cmp);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++)
+        off += (size_t)sprintf(s + off, "%s%s", i ? "\n" : "", lines[i]);
+    s[off] = '\0';
+    free(copy);
+}
+
+/* dig @127.0.0.1 -p port name type +short, lines sorted. extra: one more dig option or
+ * NULL. */
+static char *dig(uint16_t port, const char *name, const char *type, const char *extra)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%u", port);
+    char *argv[] = {"dig", "@127.0.0.1", "-p", p, (char *)name, (char *)type, "+short",
+                    "+time=2", "+tries=1", "+norec", (char *)extra, NULL};
+    char *out = run_cmd(argv, 8.0);
+    size_t len = strlen(out);
+    while (len > 0 && out[len - 1] == '\n')
+        out[--len] = '\0';
+    sort_lines(out);
+    return out;
+}
+
+/* dig's status word (NOERROR, REFUSED, SERVFAIL, ...) for a query, or "" on timeout. */
+static char *dig_status(uint16_t port, const char *name, const char *type)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%u", port);
+    char *argv[] = {"dig", "@127.0.0.1", "-p", p, (char *)name, (char *)type, "+time=2",
+                    "+tries=1", "+norec", NULL};
+    char *out = run_cmd(argv, 8.0);
+    char *st = strstr(out, "status: ");
+    char word[32] = "";
+    if (st != NULL)
+        sscanf(st + 8, "%31[A-Z]", word);
+    free(out);
+    return strdup(word);
+}
+
+/* Poll dig until its sorted +short answer equals want; false after WAIT_S. *last gets the
+ * last answer (caller frees). */
+static bool wait_answer(uint16_t port, const char *name, const char *type, const char *want,
+                        char **last)
+{
+    double end = ev_time() + WAIT_S;
+    char *got = NULL;
+    for (;;) {
+        free(got);
+        got = dig(port, name, type, NULL);
+        if (strcmp(got, want) == 0 || ev_time() > end)
+            break;
+        pump(0.2);
+    }
+    bool ok = strcmp(got, want) == 0;
+    if (last != NULL)
+        *last = got;
+    else
+        free(got);
+    return ok;
+}
+
+static bool wait_status(uint16_t port, const char *name, const char *type, const char *want)
+{
+    double end = ev_time() + WAIT_S;
+    for (;;) {
+        char *st = dig_status(port, name, type);
+        bool ok = strcmp(st, want) == 0;
+        free(st);
+        if (ok)
+            return true;
+        if (ev_time() > end)
+            return false;
+        pump(0.2);
+    }
+}
+
+#define ASSERT_ANSWER(port, name, type, want)                                                 \
+    do {                                                                                      \
+        char *last_ = NULL;                                                                   \
+        if (!wait_answer((port), (name), (type), (want), &last_))                             \
+            fail_msg("named on port %u: %s %s: want [%s], got [%s] after %.0f s", (port),      \
+                     (name), (type), (want), last_, WAIT_S);                                   \
+        free(last_);                                                                          \
+    } while (0)
+
+/* ---- zone changes ---- */
+
+static void apply_text(const char *zone, const char *rm, const char *add)
+{
+    ldns_rr_list *r = NULL, *a = NULL;
+    bd_err_t err;
+    if (rm != NULL && bind_zonedb_parse_rrs(rm, zone, 300, &r, &err) != 0)
+        fail_msg("parse: %s", err.msg);
+    if (add != NULL && bind_zonedb_parse_rrs(add, zone, 300, &a, &err) != 0)
+        fail_msg("parse: %s", err.msg);
+    uint32_t serial = 0;
+    if (bind_zonedb_serial(g_db, zone, &serial) == 0)
+        serial++;
+    else
+        serial = 1;
+    int rc = bind_zonedb_apply(g_db, zone, r, a, serial, &err);
+    ldns_rr_list_deep_free(r);
+    ldns_rr_list_deep_free(a);
+    if (rc != 0)
+        fail_msg("apply %s: %s", zone, err.msg);
+}
+
+/* ---- named ---- */
+
+static const char conf_head[] = "options {\n"
+                                "  directory \"@DIR@\";\n"
+                                "  pid-file \"@DIR@/named.pid\";\n"
+                                "  listen-on port @PORT@ { 127.0.0.1; };\n"
+                                "  listen-on-v6 { none; };\n"
+                                "  recursion no;\n"
+                                "  notify no;\n"
+                                "  dnssec-validation no;\n"
+                                "%s"
+                                "};\n"
+                                "key \"xfr\" { algorithm hmac-sha256; secret \"%s\"; };\n";
+
+/* Start a named whose configuration is conf_head (options_extra, secret) + zones. */
+static bd_named_t *start_named(const char *what, const char *options_extra, const char *secret,
+                               const char *zones)
+{
+    bd_named_t *n = NULL;
+    bd_err_t err;
+    char conf[8192];
+    int off = snprintf(conf, sizeof(conf), conf_head, options_extra, secret);
+    snprintf(conf + off, sizeof(conf) - (size_t)off, "%s", zones);
+    bd_err_clear(&err);
+    int rc = bd_named_new(&n, &err);
+    if (rc == 0)
+        rc = bd_named_start(n, conf, 30.0, &err);
+    if (rc != 0) {
+        bd_named_free(n);
+        fail_msg("FATAL: could not start named (%s) for the hidden-primary test: %s (%s)", what,
+                 err.msg, bd_strerror(rc));
+    }
+    return n;
+}
+
+static bd_named_t *start_secondary(const char *what, const char *secret)
+{
+    char zones[512];
+    snprintf(zones, sizeof(zones),
+             "zone \"example.com\" { type secondary; file \"example.com.db\"; "
+             "primaries { 127.0.0.1 port %u key \"xfr\"; }; };\n",
+             bind_server_port(g_srv));
+    return start_named(what, "", secret, zones);
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    char line[4096];
+    bool hit = false;
+    while (!hit && fgets(line, sizeof(line), f) != NULL)
+        hit = strstr(line, needle) != NULL;
+    fclose(f);
+    return hit;
+}
+
+static bool named_log_contains(bd_named_t *n, const char *needle)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/named.log", bd_named_dir(n));
+    return file_contains(path, needle);
+}
+
+/* Records named says it received in the transfer that brought serial, or -1. */
+static long named_transfer_records(bd_named_t *n, uint32_t serial)
+{
+    char path[512], tag[32], line[4096];
+    long records = -1;
+    snprintf(path, sizeof(path), "%s/named.log", bd_named_dir(n));
+    snprintf(tag, sizeof(tag), "(serial %u)", serial);
+    FILE *f = fopen(path, "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, "Transfer completed: ");
+        if (p != NULL && strstr(line, tag) != NULL) {
+            const char *r = strstr(p, " messages, ");
+            if (r != NULL)
+                records = strtol(r + 11, NULL, 10);
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+    return records;
+}
+
+static void set_targets(const char *zone, bd_named_t *const *ns, size_t count)
+{
+    char texts[8][64];
+    const char *ptrs[8];
+    bd_err_t err;
+    for (size_t i = 0; i < count; i++) {
+        snprintf(texts[i], sizeof(texts[i]), "127.0.0.1:%u", bd_named_port(ns[i]));
+        ptrs[i] = texts[i];
+    }
+    if (bind_server_set_notify_targets(g_srv, zone, ptrs, count, &err) != 0)
+        fail_msg("notify targets: %s", err.msg);
+}
+
+static void print_log_tail(bd_named_t *n)
+{
+    char tail[3000];
+    bd_named_log_tail(n, tail, sizeof(tail));
+    print_message("---- end of %s/named.log ----\n%s\n", bd_named_dir(n), tail);
+}
+
+/* ---- the zone ---- */
+
+static const char zone_text[] =
+    "$TTL 300\n"
+    "@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n"
+    "@ IN NS ns1\n"
+    "@ IN NS ns2\n"
+    "ns1 IN A 192.0.2.53\n"
+    "ns2 IN A 192.0.2.54\n"
+    "ns2 IN AAAA 2001:db8::54\n"
+    "@ IN A 192.0.2.10\n"
+    "www IN A 192.0.2.1\n"
+    "www IN A 192.0.2.2\n"
+    "v6 IN AAAA 2001:db8::1\n"
+    "alias IN CNAME www\n"
+    "@ IN MX 10 mail\n"
+    "@ IN MX 20 mail2.example.net.\n"
+    "mail IN A 192.0.2.25\n"
+    "txt IN TXT \"hello world\"\n"
+    "multi IN TXT \"part one\" \"part two\" \"part three\"\n"
+    "_sip._tcp IN SRV 10 60 5060 sip\n"
+    "sip IN A 192.0.2.60\n"
+    "@ IN CAA 0 issue \"letsencrypt.org\"\n"
+    "@ IN CAA 0 iodef \"mailto:security@example.com\"\n"
+    "sub IN NS ns.sub\n"
+    "ns.sub IN A 192.0.2.99\n";
+
+#define BULK 1500 /* more RRs, so that an AXFR takes several messages */
+
+static const struct {
+    const char *name, *type, *want;
+} answers[] = {
+    {"example.com", "NS", "ns1.example.com.\nns2.example.com."},
+    {"example.com", "A", "192.0.2.10"},
+    {"ns2.example.com", "AAAA", "2001:db8::54"},
+    {"www.example.com", "A", "192.0.2.1\n192.0.2.2"},
+    {"v6.example.com", "AAAA", "2001:db8::1"},
+    {"alias.example.com", "CNAME", "www.example.com."},
+    {"example.com", "MX", "10 mail.example.com.\n20 mail2.example.net."},
+    {"txt.example.com", "TXT", "\"hello world\""},
+    {"multi.example.com", "TXT", "\"part one\" \"part two\" \"part three\""},
+    {"_sip._tcp.example.com", "SRV", "10 60 5060 sip.example.com."},
+    {"example.com", "CAA", "0 iodef \"mailto:security@example.com\"\n0 issue \"letsencrypt.org\""},
+    {"bulk777.example.com", "A", "10.0.3.9"},
+};
+
+static void check_all_answers(bd_named_t *n)
+{
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++)
+        ASSERT_ANSWER(bd_named_port(n), answers[i].name, answers[i].type, answers[i].want);
+    /* the delegation and its glue: a referral, so not in +short */
+    char p[16];
+    snprintf(p, sizeof(p), "%u", bd_named_port(n));
+    char *argv[] = {"dig",      "@127.0.0.1",     "-p",   p,     "www.sub.example.com", "A",
+                    "+norec",   "+noall",         "+authority", "+additional", "+time=2",
+                    "+tries=1", NULL};
+    char *out = run_cmd(argv, 8.0);
+    if (strstr(out, "ns.sub.example.com.") == NULL || strstr(out, "192.0.2.99") == NULL)
+        fail_msg("named on port %u: no referral with glue for sub.example.com: [%s]",
+                 bd_named_port(n), out);
+    free(out);
+}
+
+static void soa_serial_is(bd_named_t *n, uint32_t serial)
+{
+    char want[128];
+    snprintf(want, sizeof(want), "ns1.example.com. hostmaster.example.com. %u 3600 600 86400 300",
+             serial);
+    char *last = NULL;
+    if (!wait_answer(bd_named_port(n), "example.com", "SOA", want, &last)) {
+        print_log_tail(n);
+        fail_msg("named on port %u: SOA want [%s], got [%s] after %.0f s", bd_named_port(n), want,
+                 last, WAIT_S);
+    }
+    free(last);
+}
+
+/* ---- setup ---- */
+
+static int group_setup(void **state)
+{
+    bd_err_t err;
+    bd_log_init_from_env();
+    g_loop = ev_loop_new(EVFLAG_AUTO);
+    assert_non_null(g_loop);
+    assert_int_equal(bind_zonedb_new(&g_db, NULL), 0);
+    assert_int_equal(bind_server_key_generate(&g_key, "xfr", BIND_SERVER_HMAC_SHA256), 0);
+    assert_int_equal(bind_server_key_b64(&g_key, g_secret, sizeof(g_secret)), 0);
+
+    /* the zone, with BULK more A records */
+    size_t cap = sizeof(zone_text) + BULK * 64;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t off = (size_t)snprintf(text, cap, "%s", zone_text);
+    for (unsigned i = 0; i < BULK; i++)
+        off += (size_t)snprintf(text + off, cap - off, "bulk%u IN A 10.0.%u.%u\n", i, i / 256,
+                                i % 256);
+    ldns_rr_list *rrs = NULL;
+    if (bind_zonedb_parse_rrs(text, "example.com", 300, &rrs, &err) != 0)
+        fail_msg("zone text: %s", err.msg);
+    free(text);
+    assert_int_equal(bind_zonedb_apply(g_db, "example.com", NULL, rrs, g_serial, &err), 0);
+    ldns_rr_list_deep_free(rrs);
+
+    bind_server_config_t cfg = {
+        .address = "127.0.0.1",
+        .port = 0,
+        .xfr_key = &g_key,
+        .serving = true,
+        .max_message = 4096, /* small messages: the AXFR spans many, each TSIG-chained */
+        .notify_interval = 0.5,
+        .notify_retries = 4,
+    };
+    if (bind_server_new(&g_srv, g_loop, g_db, &cfg, &err) != 0)
+        fail_msg("server: %s", err.msg);
+    assert_true(bind_server_port(g_srv) != 0);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    bd_named_free(g_a);
+    bd_named_free(g_b);
+    bind_server_free(g_srv);
+    bind_zonedb_free(g_db);
+    bind_server_key_wipe(&g_key);
+    ev_loop_destroy(g_loop);
+    return 0;
+}
+
+/* ---- tests ---- */
+
+static void test_two_secondaries_transfer(void **state)
+{
+    g_a = start_secondary("secondary A", g_secret);
+    g_b = start_secondary("secondary B", g_secret);
+    bd_named_t *both[] = {g_a, g_b};
+    set_targets(NULL, both, 2);
+    assert_int_equal(bind_server_notify(g_srv, "example.com"), 0);
+
+    soa_serial_is(g_a, g_serial);
+    soa_serial_is(g_b, g_serial);
+    check_all_answers(g_a);
+    check_all_answers(g_b);
+
+    bind_server_stats_t st;
+    bind_server_stats(g_srv, &st);
+    print_message("AXFRs %llu, messages %llu, NOTIFY sent %llu acked %llu\n",
+                  (unsigned long long)st.axfr, (unsigned long long)st.xfr_messages,
+                  (unsigned long long)st.notify_sent, (unsigned long long)st.notify_acked);
+    assert_true(st.axfr + st.ixfr_axfr >= 2);
+    assert_true(st.xfr_done >= 2);
+    assert_true(st.xfr_messages >= 2 * 5); /* ~1500 RRs in 4 KiB messages */
+    assert_int_equal(st.notauth, 0);
+    /* the NOTIFYs were answered (named answers NOTIFY even while it transfers) */
+    for (double end = ev_time() + WAIT_S; st.notify_acked < 2 && ev_time() < end;) {
+        pump(0.2);
+        bind_server_stats(g_srv, &st);
+    }
+    assert_true(st.notify_acked >= 2);
+    assert_true(named_log_contains(g_a, "Transfer status: success"));
+}
+
+static void test_change_goes_by_ixfr(void **state)
+{
+    bind_server_stats_t before, after;
+    bind_server_stats(g_srv, &before);
+    apply_text("example.com", "www IN A 192.0.2.2\n", "www IN A 192.0.2.3\n");
+    g_serial++;
+    soa_serial_is(g_a, g_serial);
+    soa_serial_is(g_b, g_serial);
+    ASSERT_ANSWER(bd_named_port(g_a), "www.example.com", "A", "192.0.2.1\n192.0.2.3");
+    ASSERT_ANSWER(bd_named_port(g_b), "www.example.com", "A", "192.0.2.1\n192.0.2.3");
+    bind_server_stats(g_srv, &after);
+    print_message("IXFRs %llu -> %llu (whole zone %llu -> %llu)\n",
+                  (unsigned long long)before.ixfr, (unsigned long long)after.ixfr,
+                  (unsigned long long)before.ixfr_axfr, (unsigned long long)after.ixfr_axfr);
+    assert_true(after.ixfr >= before.ixfr + 2);
+    assert_int_equal(after.ixfr_axfr, before.ixfr_axfr);
+    assert_int_equal(after.axfr, before.axfr);
+    /* named says so too: 9.18 does not name the transfer type at its default log level,
+     * but "Transfer completed: 1 messages, 6 records" is SOA, SOA(old), -www, SOA, +www,
+     * SOA: an incremental transfer (the whole zone is 1500+ records) */
+    assert_int_equal(named_transfer_records(g_a, g_serial), 6);
+    assert_int_equal(named_transfer_records(g_b, g_serial), 6);
+}
+
+static void test_delete_goes(void **state)
+{
+    apply_text("example.com", "txt IN TXT \"hello world\"\n", NULL);
+    g_serial++;
+    soa_serial_is(g_a, g_serial);
+    soa_serial_is(g_b, g_serial);
+    ASSERT_ANSWER(bd_named_port(g_a), "txt.example.com", "TXT", "");
+    ASSERT_ANSWER(bd_named_port(g_b), "txt.example.com", "TXT", "");
+    assert_true(wait_status(bd_named_port(g_a), "txt.example.com", "TXT", "NXDOMAIN"));
+    assert_true(wait_status(bd_named_port(g_b), "txt.example.com", "TXT", "NXDOMAIN"));
+    /* the rest is still there */
+    ASSERT_ANSWER(bd_named_port(g_b), "multi.example.com", "TXT",
+                  "\"part one\" \"part two\" \"part three\"");
+}
+
+static void test_fresh_named_fills_itself(void **state)
+{
+    bd_named_t *c = start_secondary("secondary C, empty directory", g_secret);
+    soa_serial_is(c, g_serial);
+    ASSERT_ANSWER(bd_named_port(c), "www.example.com", "A", "192.0.2.1\n192.0.2.3");
+    ASSERT_ANSWER(bd_named_port(c), "txt.example.com", "TXT", "");
+    ASSERT_ANSWER(bd_named_port(c), "_sip._tcp.example.com", "SRV", "10 60 5060 sip.example.com.");
+    ASSERT_ANSWER(bd_named_port(c), "bulk1499.example.com", "A", "10.0.5.219");
+    bd_named_free(c);
+}
+
+static void test_wrong_key_refused(void **state)
+{
+    char path[] = "/tmp/bindy-hp-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, 2) >= 0);
+
+    bind_server_stats_t before, after;
+    bind_server_stats(g_srv, &before);
+    bind_server_key_t wrong;
+    char wrong_secret[128];
+    assert_int_equal(bind_server_key_generate(&wrong, "xfr", BIND_SERVER_HMAC_SHA256), 0);
+    assert_int_equal(bind_server_key_b64(&wrong, wrong_secret, sizeof(wrong_secret)), 0);
+    bind_server_key_wipe(&wrong);
+    bd_named_t *d = start_secondary("secondary D, wrong secret", wrong_secret);
+    /* named's first SOA query is signed with its (wrong) key */
+    bool logged = false;
+    for (double end = ev_time() + WAIT_S; !logged && ev_time() < end;) {
+        pump(0.2);
+        fflush(stderr);
+        logged = file_contains(path, "with key 'xfr.' refused: bad signature (BADSIG)");
+    }
+    /* and a NOTIFY signed with our key is rejected by it */
+    bd_named_t *one[] = {d};
+    set_targets("example.com", one, 1);
+    assert_int_equal(bind_server_notify(g_srv, "example.com"), 0);
+    pump(1.0);
+    char *st = dig_status(bd_named_port(d), "example.com", "SOA");
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    /* show what we captured */
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        fputs(line, stderr);
+    if (f != NULL)
+        fclose(f);
+    bool notify_rejected = file_contains(path, "answered NOTAUTH");
+    unlink(path);
+
+    bind_server_stats(g_srv, &after);
+    set_targets("example.com", NULL, 0); /* back to the default targets */
+    bool named_failed = named_log_contains(d, "tsig") || named_log_contains(d, "TSIG");
+    if (!logged || strcmp(st, "SERVFAIL") != 0 || after.notauth <= before.notauth)
+        print_log_tail(d);
+    bd_named_free(d);
+    assert_true(logged);
+    assert_string_equal(st, "SERVFAIL"); /* a secondary without its zone */
+    free(st);
+    assert_true(after.notauth > before.notauth);
+    assert_int_equal(after.axfr, before.axfr);
+    assert_true(named_failed);
+    assert_true(notify_rejected);
+}
+
+static void test_not_serving_refuses(void **state)
+{
+    uint16_t port = bind_server_port(g_srv);
+    char *st = dig_status(port, "example.com", "SOA");
+    assert_string_equal(st, "NOERROR");
+    free(st);
+    st = dig_status(port, "other.org", "SOA");
+    assert_string_equal(st, "REFUSED"); /* not our zone */
+    free(st);
+
+    bind_server_set_serving(g_srv, false);
+    st = dig_status(port, "example.com", "SOA");
+    assert_string_equal(st, "REFUSED");
+    free(st);
+    /* a signed AXFR too */
+    char p[16], k[200];
+    snprintf(p, sizeof(p), "%u", port);
+    snprintf(k, sizeof(k), "hmac-sha256:xfr:%s", g_secret);
+    char *argv[] = {"dig", "@127.0.0.1", "-p", p, "-y", k, "example.com", "AXFR", "+time=2",
+                    "+tries=1", NULL};
+    char *out = run_cmd(argv, 8.0);
+    assert_non_null(strstr(out, "Transfer failed"));
+    free(out);
+    bind_server_set_serving(g_srv, true);
+    out = run_cmd(argv, 8.0);
+    if (strstr(out, "XFR size:") == NULL)
+        fail_msg("signed AXFR with dig failed: %s", out);
+    free(out);
+
+    /* IXFR from a serial we never had (older than ours in RFC 1982 terms: 3 - 0xffffff00
+     * wraps to 259): the whole zone, as RFC 1995 allows */
+    bind_server_stats_t before, after;
+    bind_server_stats(g_srv, &before);
+    char *argv2[] = {"dig", "@127.0.0.1", "-p", p, "-y", k, "example.com", "IXFR=4294967040",
+                     "+time=2", "+tries=1", NULL};
+    out = run_cmd(argv2, 8.0);
+    char want[64];
+    snprintf(want, sizeof(want), "XFR size: %zu records",
+             bind_zonedb_rr_count(g_db, "example.com") + 1);
+    if (strstr(out, want) == NULL)
+        fail_msg("IXFR from an unknown serial: want '%s' in: %.2000s", want, out);
+    free(out);
+    bind_server_stats(g_srv, &after);
+    assert_int_equal(after.ixfr_axfr, before.ixfr_axfr + 1);
+}
+
+static void test_catalog_zone(void **state)
+{
+    /* RFC 9432 catalog: version 2, members as <id>.zones.<catalog> PTR <zone>. */
+    apply_text("catalog.example", NULL,
+               "@ IN SOA invalid. invalid. 1 3600 600 86400 300\n"
+               "@ IN NS invalid.\n"
+               "version IN TXT \"2\"\n");
+    char options[512], zones[512];
+    snprintf(options, sizeof(options),
+             "  catalog-zones { zone \"catalog.example\" default-primaries { 127.0.0.1 port %u "
+             "key \"xfr\"; } min-update-interval 1; };\n",
+             bind_server_port(g_srv));
+    snprintf(zones, sizeof(zones),
+             "zone \"catalog.example\" { type secondary; file \"catalog.example.db\"; "
+             "primaries { 127.0.0.1 port %u key \"xfr\"; }; };\n",
+             bind_server_port(g_srv));
+    bd_named_t *e = start_named("catalog secondary E", options, g_secret, zones);
+    bd_named_t *one[] = {e};
+    set_targets("catalog.example", one, 1);
+    set_targets("member.example", one, 1);
+    ASSERT_ANSWER(bd_named_port(e), "version.catalog.example", "TXT", "\"2\"");
+    char *st = dig_status(bd_named_port(e), "member.example", "SOA");
+    assert_string_equal(st, "REFUSED"); /* not served yet */
+    free(st);
+
+    /* the member zone, then its catalog entry */
+    apply_text("member.example", NULL,
+               "@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n"
+               "@ IN NS ns1\n"
+               "ns1 IN A 192.0.2.153\n"
+               "www IN A 192.0.2.150\n");
+    apply_text("catalog.example", NULL, "m1.zones IN PTR member.example.\n");
+    char *last = NULL;
+    if (!wait_answer(bd_named_port(e), "www.member.example", "A", "192.0.2.150", &last)) {
+        print_log_tail(e);
+        fail_msg("catalog member not served by named after %.0f s: got [%s]", WAIT_S, last);
+    }
+    free(last);
+    /* a change to the member reaches it too */
+    apply_text("member.example", "www IN A 192.0.2.150\n", "www IN A 192.0.2.151\n");
+    ASSERT_ANSWER(bd_named_port(e), "www.member.example", "A", "192.0.2.151");
+
+    /* out of the catalog: named drops the zone */
+    apply_text("catalog.example", "m1.zones IN PTR member.example.\n", NULL);
+    if (!wait_status(bd_named_port(e), "member.example", "SOA", "REFUSED")) {
+        print_log_tail(e);
+        fail_msg("named still serves member.example %.0f s after it left the catalog", WAIT_S);
+    }
+    assert_true(named_log_contains(e, "member.example"));
+    bd_named_free(e);
+    set_targets("catalog.example", NULL, 0);
+    set_targets("member.example", NULL, 0);
+}
+
+/* Send a UDP datagram to our server; the answer (or "" after 1 s) into buf. */
+static size_t udp_exchange(const void *msg, size_t len, uint8_t *buf, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(bind_server_port(g_srv))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(sendto(fd, msg, len, 0, (struct sockaddr *)&sa, sizeof(sa)), (ssize_t)len);
+    ssize_t r = -1;
+    for (int i = 0; i < 20 && r < 0; i++) {
+        pump(0.05);
+        r = recv(fd, buf, cap, 0);
+    }
+    close(fd);
+    return r < 0 ? 0 : (size_t)r;
+}
+
+static void test_malformed_input(void **state)
+{
+    uint8_t buf[4096];
+    bind_server_stats_t before, after;
+    bind_server_stats(g_srv, &before);
+
+    /* too short: dropped */
+    assert_int_equal(udp_exchange("\x12\x34\x00", 3, buf, sizeof(buf)), 0);
+    /* header claims a question that is not there: FORMERR, id echoed */
+    static const uint8_t hdr_only[12] = {0xab, 0xcd, 0x00, 0x00, 0x00, 0x01};
+    size_t n = udp_exchange(hdr_only, sizeof(hdr_only), buf, sizeof(buf));
+    assert_true(n >= 12);
+    assert_int_equal(buf[0], 0xab);
+    assert_int_equal(buf[1], 0xcd);
+    assert_int_equal(buf[3] & 0x0f, LDNS_RCODE_FORMERR);
+    /* a name with a compression loop */
+    static const uint8_t loop_name[] = {0x11, 0x11, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+                                        0x00, 0x00, 0x00, 0x00, 0xc0, 0x0c, 0x00, 0x06, 0x00, 0x01};
+    n = udp_exchange(loop_name, sizeof(loop_name), buf, sizeof(buf));
+    assert_true(n >= 12);
+    assert_int_equal(buf[3] & 0x0f, LDNS_RCODE_FORMERR);
+    /* a response (QR set) is never answered */
+    static const uint8_t resp[12] = {0x22, 0x22, 0x80, 0x00};
+    assert_int_equal(udp_exchange(resp, sizeof(resp), buf, sizeof(buf)), 0);
+    /* random garbage, 200 times */
+    srand(42);
+    for (int i = 0; i < 200; i++) {
+        uint8_t junk[256];
+        size_t len = 12 + (size_t)(rand() % 200);
+        for (size_t j = 0; j < len; j++)
+            junk[j] = (uint8_t)rand();
+        junk[2] &= 0x7f; /* a "query" */
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons(bind_server_port(g_srv))};
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        (void)sendto(fd, junk, len, 0, (struct sockaddr *)&sa, sizeof(sa));
+        close(fd);
+        if (i % 20 == 0)
+            pump(0.01);
+    }
+    pump(0.2);
+    /* TCP: a length prefix over the cap closes the connection */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(bind_server_port(g_srv))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(write(fd, "\xff\xff", 2), 2);
+    pump(0.3);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    char c;
+    assert_int_equal(read(fd, &c, 1), 0); /* EOF */
+    close(fd);
+    bind_server_stats(g_srv, &after);
+    assert_true(after.formerr >= before.formerr + 2);
+    assert_true(after.dropped >= before.dropped + 3);
+    /* still serving */
+    char *st = dig_status(bind_server_port(g_srv), "example.com", "SOA");
+    assert_string_equal(st, "NOERROR");
+    free(st);
+}
+
+/* ---- without named: TSIG details over UDP, caps, NOTIFY retries ---- */
+
+/* A query for zone/type signed with key_name and our secret (key_name NULL: unsigned).
+ * ixfr_serial: for IXFR, the client serial. *mac gets the request MAC (or NULL). */
+static uint8_t *make_query(const char *zone, ldns_rr_type type, uint32_t ixfr_serial,
+                           const char *key_name, ldns_rdf **mac, size_t *len)
+{
+    ldns_rdf *qname = ldns_dname_new_frm_str(zone);
+    ldns_pkt *q = ldns_pkt_query_new(qname, type, LDNS_RR_CLASS_IN, 0);
+    assert_non_null(q);
+    ldns_pkt_set_random_id(q);
+    if (type == LDNS_RR_TYPE_IXFR) {
+        ldns_rr *soa = NULL;
+        char text[256];
+        snprintf(text, sizeof(text), "%s 300 IN SOA ns1.%s hostmaster.%s %u 1 1 1 1", zone, zone,
+                 zone, ixfr_serial);
+        assert_int_equal(ldns_rr_new_frm_str(&soa, text, 300, NULL, NULL), LDNS_STATUS_OK);
+        assert_true(ldns_pkt_push_rr(q, LDNS_SECTION_AUTHORITY, soa));
+    }
+    *mac = NULL;
+    if (key_name != NULL) {
+        assert_int_equal(ldns_pkt_tsig_sign(q, key_name, g_secret, 300, "hmac-sha256.", NULL),
+                         LDNS_STATUS_OK);
+        *mac = ldns_rdf_clone(ldns_rr_rdf(ldns_pkt_tsig(q), 3));
+    }
+    uint8_t *wire = NULL;
+    assert_int_equal(ldns_pkt2wire(&wire, q, len), LDNS_STATUS_OK);
+    ldns_pkt_free(q);
+    return wire;
+}
+
+static void test_udp_transfer_queries(void **state)
+{
+    uint8_t buf[4096];
+    ldns_rdf *mac = NULL;
+    ldns_pkt *r = NULL;
+    size_t len, n;
+    uint8_t *q;
+
+    /* IXFR over UDP: the current SOA alone, signed with the request MAC */
+    q = make_query("example.com.", LDNS_RR_TYPE_IXFR, 1, "xfr.", &mac, &len);
+    n = udp_exchange(q, len, buf, sizeof(buf));
+    free(q);
+    assert_true(n > 12);
+    assert_int_equal(ldns_wire2pkt(&r, buf, n), LDNS_STATUS_OK);
+    assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_NOERROR);
+    assert_int_equal(ldns_pkt_ancount(r), 1);
+    assert_int_equal(ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(r), 0)), LDNS_RR_TYPE_SOA);
+    assert_int_equal(ldns_rdf2native_int32(ldns_rr_rdf(ldns_rr_list_rr(ldns_pkt_answer(r), 0), 2)),
+                     g_serial);
+    assert_true(ldns_pkt_tsig_verify(r, buf, n, "xfr.", g_secret, mac));
+    ldns_pkt_free(r);
+    ldns_rdf_deep_free(mac);
+
+    /* AXFR over UDP: FORMERR (RFC 5936: TCP only), still signed */
+    q = make_query("example.com.", LDNS_RR_TYPE_AXFR, 0, "xfr.", &mac, &len);
+    n = udp_exchange(q, len, buf, sizeof(buf));
+    free(q);
+    assert_int_equal(ldns_wire2pkt(&r, buf, n), LDNS_STATUS_OK);
+    assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_FORMERR);
+    assert_true(ldns_pkt_tsig_verify(r, buf, n, "xfr.", g_secret, mac));
+    ldns_pkt_free(r);
+    ldns_rdf_deep_free(mac);
+
+    /* unsigned IXFR: REFUSED */
+    q = make_query("example.com.", LDNS_RR_TYPE_IXFR, 1, NULL, &mac, &len);
+    n = udp_exchange(q, len, buf, sizeof(buf));
+    free(q);
+    assert_int_equal(ldns_wire2pkt(&r, buf, n), LDNS_STATUS_OK);
+    assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_REFUSED);
+    assert_null(ldns_pkt_tsig(r));
+    ldns_pkt_free(r);
+
+    /* a key we do not know: NOTAUTH with TSIG error BADKEY, unsigned */
+    q = make_query("example.com.", LDNS_RR_TYPE_SOA, 0, "other-key.", &mac, &len);
+    n = udp_exchange(q, len, buf, sizeof(buf));
+    free(q);
+    assert_int_equal(ldns_wire2pkt(&r, buf, n), LDNS_STATUS_OK);
+    assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_NOTAUTH);
+    assert_non_null(ldns_pkt_tsig(r));
+    assert_int_equal(ldns_rdf2native_int16(ldns_rr_rdf(ldns_pkt_tsig(r), 5)), 17 /* BADKEY */);
+    ldns_pkt_free(r);
+    ldns_rdf_deep_free(mac);
+
+    /* a SOA query for a zone we do not serve: REFUSED */
+    q = make_query("nothere.example.", LDNS_RR_TYPE_SOA, 0, NULL, &mac, &len);
+    n = udp_exchange(q, len, buf, sizeof(buf));
+    free(q);
+    assert_int_equal(ldns_wire2pkt(&r, buf, n), LDNS_STATUS_OK);
+    assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_REFUSED);
+    ldns_pkt_free(r);
+}
+
+static int tcp_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
+/* 0: closed by the server; 1: still open */
+static int tcp_state(int fd)
+{
+    char c;
+    ssize_t r = read(fd, &c, 1);
+    if (r == 0 || (r < 0 && errno == ECONNRESET))
+        return 0;
+    return 1;
+}
+
+static void test_caps_and_notify_retries(void **state)
+{
+    bind_zonedb_t *db = NULL;
+    bind_server_t *srv = NULL;
+    bd_err_t err;
+    assert_int_equal(bind_zonedb_new(&db, NULL), 0);
+    bind_server_config_t cfg = {
+        .address = "127.0.0.1",
+        .xfr_key = &g_key,
+        .serving = true,
+        .max_clients = 2,
+        .idle_timeout = 0.5,
+        .notify_interval = 0.05,
+        .notify_retries = 3,
+    };
+    if (bind_server_new(&srv, g_loop, db, &cfg, &err) != 0)
+        fail_msg("second server: %s", err.msg);
+
+    /* max_clients: the third connection is closed at once; idle ones later */
+    int c1 = tcp_connect(bind_server_port(srv)), c2 = tcp_connect(bind_server_port(srv));
+    pump(0.05);
+    int c3 = tcp_connect(bind_server_port(srv));
+    pump(0.1);
+    assert_int_equal(tcp_state(c1), 1);
+    assert_int_equal(tcp_state(c2), 1);
+    assert_int_equal(tcp_state(c3), 0);
+    pump(0.8);
+    assert_int_equal(tcp_state(c1), 0);
+    assert_int_equal(tcp_state(c2), 0);
+    close(c1);
+    close(c2);
+    close(c3);
+
+    /* NOTIFY to a target that never answers: 1 + 3 tries, backing off, then given up */
+    int sink = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(sink, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(sink, (struct sockaddr *)&sa, &sl);
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%u", ntohs(sa.sin_port));
+    const char *targets[] = {target};
+    assert_int_equal(bind_server_set_notify_targets(srv, NULL, targets, 1, &err), 0);
+    const char *bad[] = {"127.0.0.1:99999"};
+    assert_int_equal(bind_server_set_notify_targets(srv, NULL, bad, 1, &err), BD_EINVAL);
+
+    ldns_rr_list *rrs = NULL;
+    assert_int_equal(bind_zonedb_parse_rrs("@ IN SOA ns1 h 1 1 1 1 1\n@ IN NS ns1\n",
+                                           "retry.example", 300, &rrs, &err),
+                     0);
+    assert_int_equal(bind_zonedb_apply(db, "retry.example", NULL, rrs, 1, &err), 0);
+    ldns_rr_list_deep_free(rrs);
+    int got = 0;
+    uint16_t ids[8];
+    double times[8];
+    for (double end = ev_time() + 1.5; ev_time() < end;) {
+        pump(0.01);
+        uint8_t buf[2048];
+        ssize_t r;
+        while ((r = recv(sink, buf, sizeof(buf), 0)) > 0) {
+            ldns_pkt *p = NULL;
+            assert_int_equal(ldns_wire2pkt(&p, buf, (size_t)r), LDNS_STATUS_OK);
+            assert_int_equal(ldns_pkt_get_opcode(p), LDNS_PACKET_NOTIFY);
+            assert_true(ldns_pkt_aa(p));
+            assert_true(ldns_pkt_tsig_verify(p, buf, (size_t)r, "xfr.", g_secret, NULL));
+            if (got < 8) {
+                ids[got] = ldns_pkt_id(p);
+                times[got] = ev_time();
+            }
+            got++;
+            ldns_pkt_free(p);
+        }
+    }
+    bind_server_stats_t st;
+    bind_server_stats(srv, &st);
+    assert_int_equal(got, 4);
+    assert_int_equal(st.notify_sent, 4);
+    assert_int_equal(st.notify_failed, 1);
+    assert_true(ids[1] != ids[0] || ids[2] != ids[1]); /* a fresh ID per try */
+    assert_true(times[3] - times[2] > times[2] - times[1]); /* backing off */
+
+    /* a change, and this time we answer: acknowledged, no more tries */
+    rrs = NULL;
+    assert_int_equal(bind_zonedb_parse_rrs("www IN A 192.0.2.1\n", "retry.example", 300, &rrs,
+                                           &err),
+                     0);
+    assert_int_equal(bind_zonedb_apply(db, "retry.example", NULL, rrs, 2, &err), 0);
+    ldns_rr_list_deep_free(rrs);
+    got = 0;
+    for (double end = ev_time() + 1.0; ev_time() < end;) {
+        pump(0.01);
+        uint8_t buf[2048];
+        struct sockaddr_in from;
+        socklen_t flen = sizeof(from);
+        ssize_t r;
+        while ((r = recvfrom(sink, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen)) > 0) {
+            ldns_pkt *p = NULL, *ack = ldns_pkt_new();
+            assert_int_equal(ldns_wire2pkt(&p, buf, (size_t)r), LDNS_STATUS_OK);
+            ldns_pkt_set_id(ack, ldns_pkt_id(p));
+            ldns_pkt_set_qr(ack, true);
+            ldns_pkt_set_aa(ack, true);
+            ldns_pkt_set_opcode(ack, LDNS_PACKET_NOTIFY);
+            ldns_pkt_push_rr(ack, LDNS_SECTION_QUESTION,
+                             ldns_rr_clone(ldns_rr_list_rr(ldns_pkt_question(p), 0)));
+            assert_int_equal(ldns_pkt_tsig_sign(ack, "xfr.", g_secret, 300, "hmac-sha256.",
+                                                ldns_rr_rdf(ldns_pkt_tsig(p), 3)),
+                             LDNS_STATUS_OK);
+            uint8_t *wire = NULL;
+            size_t wlen = 0;
+            assert_int_equal(ldns_pkt2wire(&wire, ack, &wlen), LDNS_STATUS_OK);
+            sendto(sink, wire, wlen, 0, (struct sockaddr *)&from, flen);
+            free(wire);
+            ldns_pkt_free(ack);
+            ldns_pkt_free(p);
+            got++;
+        }
+    }
+    bind_server_stats(srv, &st);
+    assert_int_equal(got, 1);
+    assert_int_equal(st.notify_acked, 1);
+    close(sink);
+    bind_server_free(srv);
+    bind_zonedb_free(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_secondaries_transfer),
+        cmocka_unit_test(test_change_goes_by_ixfr),
+        cmocka_unit_test(test_delete_goes),
+        cmocka_unit_test(test_fresh_named_fills_itself),
+        cmocka_unit_test(test_wrong_key_refused),
+        cmocka_unit_test(test_not_serving_refuses),
+        cmocka_unit_test(test_catalog_zone),
+        cmocka_unit_test(test_malformed_input),
+        cmocka_unit_test(test_udp_transfer_queries),
+        cmocka_unit_test(test_caps_and_notify_retries),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
