@@ -361,7 +361,8 @@ typedef struct jnl_stats {
     uint64_t used_bytes;      /* pages in use (high-water mark minus free pages) */
     uint64_t file_bytes;      /* high-water mark of the data file */
     uint64_t map_size;        /* current LMDB map size */
-    uint64_t map_limit;       /* configured limit (writable) or map size (read-only) */
+    uint64_t map_limit;       /* configured limit (read-only: the writer's, as it recorded
+                               * it in meta when it opened the journal) */
     uint64_t page_size;
     bool near_limit;          /* used_bytes >= 90% of map_limit */
     bool full;                /* appends are being refused with BD_EFULL */

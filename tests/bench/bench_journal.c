@@ -1,0 +1,293 @@
+/*
+ * bench_journal.c - journal throughput.
+ *
+ * Prints `BENCH <name> <value> <unit>` lines:
+ *   journal_append_<mode>        events/s through jnl_append + group commit (flushed)
+ *   journal_raw_put_<mode>       events/s of plain LMDB puts of the same encoded records,
+ *                                same batch size and sync flags, one thread (the ceiling)
+ *   journal_append_ratio_<mode>  the two divided (goal >= 0.5)
+ *   journal_batch_size           events per commit used above
+ *   journal_verify_1k            events/s of jnl_verify with ~1 KiB objects (goal >= 1e6)
+ *   journal_state_at_100k        seconds to fold a 100,000-event journal (goal <= 1 s)
+ *   journal_export_at_100k       the same plus turning every object into JSON text
+ * Usage: bench_journal [--quick]. Bounded: about 30 s on 2 cores.
+ */
+#include <ftw.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "journal.h"
+#include "log.h"
+
+#define APIV "bindy.firestoned.io/v1beta1"
+#define BATCH 1024
+
+static char g_tmp[512];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void rm_rf(const char *path)
+{
+    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void die(const char *what, const bd_err_t *err)
+{
+    fprintf(stderr, "bench_journal: %s: %s\n", what, err ? err->msg : "");
+    rm_rf(g_tmp);
+    exit(1);
+}
+
+/* A DNS-record-like object of about `size` bytes once encoded. */
+static json_t *make_obj(int i, int nobj, size_t size)
+{
+    char name[32], data[64];
+    snprintf(name, sizeof(name), "rec-%05d", i % nobj);
+    snprintf(data, sizeof(data), "192.0.2.%d", i % 250);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:{s:s, s:s, s:s, s:s, s:i, s:s, s:{s:s, s:s}, s:{s:s}}, "
+        "s:{s:s, s:s, s:i, s:[s], s:{s:[s,s]}}, s:{s:[{s:s, s:s, s:s}], s:i}}",
+        "apiVersion", APIV, "kind", "ARecord", "metadata", "name", name, "namespace", "dns-system",
+        "uid", "8f14e45f-ceea-467f-a0e6-7f3f0b0e0c11", "resourceVersion", "123456", "generation",
+        i, "creationTimestamp", "2026-11-23T10:00:00Z", "labels", "app.kubernetes.io/part-of",
+        "bindy", "zone", "example-com", "annotations", "note", "benchmark", "spec", "zone",
+        "example.com", "name", "www", "ttl", 300, "ipv4Addresses", data, "selector",
+        "matchNames", "a", "b", "status", "conditions", "type", "Ready", "status", "True",
+        "reason", "Applied", "observedGeneration", i);
+    /* Pad to the wanted size with a filler field. */
+    size_t have = 0;
+    char *dump = json_dumps(o, JSON_COMPACT);
+    have = strlen(dump);
+    free(dump);
+    if (have < size) {
+        size_t pad = size - have;
+        char *p = malloc(pad + 1);
+        memset(p, 'x', pad);
+        p[pad] = 0;
+        json_object_set_new(json_object_get(o, "spec"), "comment", json_string(p));
+        free(p);
+    }
+    return o;
+}
+
+static jnl_t *open_journal(const char *name, jnl_sync_t sync, bd_err_t *err)
+{
+    char path[600];
+    jnl_opts_t o;
+    jnl_t *j = NULL;
+    snprintf(path, sizeof(path), "%s/%s", g_tmp, name);
+    jnl_opts_init(&o);
+    o.flags = JNL_OPEN_CREATE;
+    o.sync = sync;
+    o.batch_max = BATCH;
+    o.map_size = 256u << 20;
+    o.map_limit = 4096ull << 20;
+    o.queue_max_bytes = 256u << 20;
+    if (jnl_open(path, &o, &j, err) != 0)
+        die("open", err);
+    return j;
+}
+
+/* Append n events (objects precomputed) through the queue; returns events/s. */
+static double bench_append(jnl_t *j, json_t **objs, int nobjs, int n, int nnames)
+{
+    bd_err_t err;
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "rec-%05d", i % nnames);
+        jnl_event_t ev = {.source = JNL_SRC_KUBERNETES,
+                          .type = i < nnames ? JNL_ADDED : (i % 97 == 0 ? JNL_DELETED : JNL_MODIFIED),
+                          .api_version = APIV,
+                          .kind = "ARecord",
+                          .ns = "dns-system",
+                          .name = name,
+                          .uid = "8f14e45f-ceea-467f-a0e6-7f3f0b0e0c11",
+                          .resource_version = "123456",
+                          .generation = i,
+                          .object = objs[i % nobjs]};
+        int rc = jnl_append(j, &ev, NULL, &err);
+        if (rc == BD_EBUSY) {
+            if (jnl_flush(j, &err) != 0)
+                die("flush", &err);
+            i--;
+            continue;
+        }
+        if (rc != 0)
+            die("append", &err);
+    }
+    if (jnl_flush(j, &err) != 0)
+        die("flush", &err);
+    return n / (now_s() - t0);
+}
+
+/* Plain LMDB: the same records (encoded beforehand), same batch size and sync flags. */
+static double bench_raw(jnl_sync_t sync, uint8_t **recs, size_t *lens, int nrecs, int n)
+{
+    char path[600];
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    snprintf(path, sizeof(path), "%s/raw-%s", g_tmp, jnl_sync_name(sync));
+    mkdir(path, 0700);
+    unsigned flags = sync == JNL_SYNC_NOSYNC ? MDB_NOSYNC
+                     : sync == JNL_SYNC_NOMETASYNC ? MDB_NOMETASYNC : 0;
+    if (mdb_env_create(&env) != 0)
+        die("raw env", NULL);
+    mdb_env_set_maxdbs(env, 4);
+    mdb_env_set_mapsize(env, (size_t)4096 << 20);
+    if (mdb_env_open(env, path, flags | MDB_NOTLS, 0640) != 0)
+        die("raw open", NULL);
+    mdb_txn_begin(env, NULL, 0, &txn);
+    mdb_dbi_open(txn, "events", MDB_CREATE, &dbi);
+    mdb_txn_commit(txn);
+    double t0 = now_s();
+    for (int i = 0; i < n;) {
+        if (mdb_txn_begin(env, NULL, 0, &txn) != 0)
+            die("raw txn", NULL);
+        for (int k = 0; k < BATCH && i < n; k++, i++) {
+            uint8_t key[8];
+            uint64_t s = (uint64_t)i + 1;
+            for (int b = 7; b >= 0; b--, s >>= 8)
+                key[b] = (uint8_t)s;
+            MDB_val kv = {8, key}, vv = {lens[i % nrecs], recs[i % nrecs]};
+            if (mdb_put(txn, dbi, &kv, &vv, MDB_APPEND) != 0)
+                die("raw put", NULL);
+        }
+        if (mdb_txn_commit(txn) != 0)
+            die("raw commit", NULL);
+    }
+    double rate = n / (now_s() - t0);
+    mdb_env_close(env);
+    rm_rf(path);
+    return rate;
+}
+
+int main(int argc, char **argv)
+{
+    bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    const char *base = getenv("TMPDIR");
+    bd_err_t err;
+    bd_log_set_level(BD_LOG_WARN);
+    snprintf(g_tmp, sizeof(g_tmp), "%s/bench_journal.XXXXXX", base && *base ? base : "/tmp");
+    if (mkdtemp(g_tmp) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+
+    /* Objects of ~1 KiB; their records encoded once for the raw baseline. */
+    enum { NOBJ = 64, NNAMES = 1000 };
+    json_t *objs[NOBJ];
+    uint8_t *recs[NOBJ];
+    size_t lens[NOBJ];
+    for (int i = 0; i < NOBJ; i++) {
+        objs[i] = make_obj(i, NNAMES, 1024);
+        char name[32];
+        snprintf(name, sizeof(name), "rec-%05d", i);
+        jnl_event_t ev = {.type = JNL_MODIFIED, .api_version = APIV, .kind = "ARecord",
+                          .ns = "dns-system", .name = name, .uid = "8f14e45f-ceea-467f-a0e6-7f3f0b0e0c11",
+                          .resource_version = "123456", .generation = i, .object = objs[i]};
+        if (jnl_record_encode(&ev, (uint64_t)i + 1, 1700000000000000000ull, NULL, &recs[i],
+                              &lens[i], &err) != 0)
+            die("encode", &err);
+    }
+    printf("BENCH journal_record_size %zu bytes\n", lens[0]);
+    printf("BENCH journal_batch_size %d events\n", BATCH);
+
+    static const jnl_sync_t modes[] = {JNL_SYNC_DURABLE, JNL_SYNC_NOMETASYNC, JNL_SYNC_NOSYNC};
+    for (int m = 0; m < 3; m++) {
+        jnl_sync_t mode = modes[m];
+        int n = mode == JNL_SYNC_NOSYNC ? 200000 : 50000;
+        if (quick)
+            n /= 10;
+        char name[64];
+        snprintf(name, sizeof(name), "append-%s", jnl_sync_name(mode));
+        /* Alternate and keep the best of two runs each, so that neither side gets a
+         * cold or a warm cache unfairly. */
+        double app = 0, raw = 0;
+        for (int rep = 0; rep < 2; rep++) {
+            jnl_t *j = open_journal(name, mode, &err);
+            double a = bench_append(j, objs, NOBJ, n, NNAMES);
+            jnl_close(j);
+            char path[700];
+            snprintf(path, sizeof(path), "%s/%s", g_tmp, name);
+            rm_rf(path);
+            double r = bench_raw(mode, recs, lens, NOBJ, n);
+            if (a > app)
+                app = a;
+            if (r > raw)
+                raw = r;
+        }
+        printf("BENCH journal_append_%s %.0f events/s\n", jnl_sync_name(mode), app);
+        printf("BENCH journal_raw_put_%s %.0f events/s\n", jnl_sync_name(mode), raw);
+        printf("BENCH journal_append_ratio_%s %.2f ratio\n", jnl_sync_name(mode), app / raw);
+        fflush(stdout);
+    }
+
+    /* A 100,000-event journal of ~1 KiB objects over 1,000 names: verify and fold. */
+    int n = quick ? 20000 : 100000;
+    jnl_t *j = open_journal("big", JNL_SYNC_NOSYNC, &err);
+    bench_append(j, objs, NOBJ, n, NNAMES);
+    double best = 1e9;
+    for (int rep = 0; rep < 3; rep++) {
+        jnl_verify_report_t vr;
+        double t0 = now_s();
+        if (jnl_verify(j, &vr, &err) != 0)
+            die("verify", &err);
+        double dt = now_s() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    printf("BENCH journal_verify_1k %.0f events/s\n", n / best);
+
+    best = 1e9;
+    double best_export = 1e9;
+    size_t count = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        jnl_state_t *st = NULL;
+        double t0 = now_s();
+        if (jnl_state_at(j, (uint64_t)n - 10, &st, &err) != 0)
+            die("state", &err);
+        double dt = now_s() - t0;
+        count = jnl_state_count(st);
+        size_t bytes = 0;
+        for (size_t i = 0; i < count; i++) {
+            char *s = json_dumps(jnl_state_get(st, i)->object, JSON_SORT_KEYS | JSON_INDENT(2));
+            bytes += strlen(s);
+            free(s);
+        }
+        double dt2 = now_s() - t0;
+        jnl_state_free(st);
+        if (dt < best)
+            best = dt;
+        if (dt2 < best_export)
+            best_export = dt2;
+        (void)bytes;
+    }
+    printf("BENCH journal_state_at_%dk %.3f s\n", n / 1000, best);
+    printf("BENCH journal_export_at_%dk %.3f s\n", n / 1000, best_export);
+    printf("BENCH journal_state_resources %zu resources\n", count);
+    jnl_close(j);
+
+    for (int i = 0; i < NOBJ; i++) {
+        json_decref(objs[i]);
+        free(recs[i]);
+    }
+    rm_rf(g_tmp);
+    return 0;
+}
