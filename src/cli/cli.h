@@ -6,5 +6,6 @@
 #define BD_CLI_H
 
 int cli_validate(int argc, char **argv);
+int cli_run(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
+    {"run", cli_run, "run bindy (local mode: --local DIR)"},
     {"validate", cli_validate, "check manifests against bindy's resource schemas"},
 };
 

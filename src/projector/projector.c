@@ -1427,6 +1427,14 @@ int proj_zone_rrs(const proj_zone_t *z, res_strv_t *out)
     return BD_OK;
 }
 
+const res_t *proj_resource(const proj_t *p, const char *kind, const char *ns, const char *name)
+{
+    char key[1024];
+    snprintf(key, sizeof(key), "%s/%s/%s", kind, ns, name);
+    const obj_t *o = bd_hmap_get(p->objs, key);
+    return o && !o->deleted ? o->res : NULL;
+}
+
 const proj_instance_t **proj_instances(const proj_t *p, size_t *n)
 {
     *n = p->ninstances;

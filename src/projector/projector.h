@@ -100,6 +100,9 @@ typedef struct {
 /* Instances sorted by key; borrowed until the next apply. */
 const proj_instance_t **proj_instances(const proj_t *p, size_t *n);
 
+/* The last valid version of an object (borrowed until the next apply), or NULL. */
+const res_t *proj_resource(const proj_t *p, const char *kind, const char *ns, const char *name);
+
 /* ---- changes since the last proj_take_changes ---- */
 
 typedef struct {

@@ -66,7 +66,23 @@ static void on_problem(void *arg, const char *file, int line, const char *msg, b
         s->report->problem(s->report_arg, file, line, msg, unreadable);
 }
 
-static int want_cmp(const void *a, const void *b) { return strcmp(((const want_t *)a)->key, ((const want_t *)b)->key); }
+/* Objects a kind depends on come first (clusters, instances, zones, then records), so a
+ * fresh import never shows a record "not selected" before its zone arrives. */
+static int kind_rank(const char *key)
+{
+    static const char *const order[] = {"\nBind9Cluster\n", "\nBind9Instance\n", "\nDNSZone\n"};
+    for (int i = 0; i < 3; i++)
+        if (strstr(key, order[i]) != NULL)
+            return i;
+    return 3;
+}
+
+static int want_cmp(const void *a, const void *b)
+{
+    const char *x = ((const want_t *)a)->key, *y = ((const want_t *)b)->key;
+    int rx = kind_rank(x), ry = kind_rank(y);
+    return rx != ry ? rx - ry : strcmp(x, y);
+}
 
 static int append(jnl_t *j, jnl_type_t type, const char *api, const char *kind, const char *ns, const char *name,
                   json_t *obj, uint64_t *seq, bd_err_t *err)

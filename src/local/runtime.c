@@ -1,0 +1,577 @@
+#include "runtime.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "applier.h"
+#include "hmap.h"
+#include "log.h"
+#include "manifests.h"
+#include "render.h"
+#include "server.h"
+#include "supervisor.h"
+
+typedef struct {
+    char *key;  /* "namespace/name/index" */
+    char *inst; /* "namespace/name" */
+    uint16_t dns, ctl;
+} replica_t;
+
+typedef struct {
+    struct ev_loop *loop;
+    loc_rt_opts_t o;
+    char *journal_dir, *named_dir;
+    jnl_t *j;
+    val_catalog_t *cat;
+    proj_t *p;
+    bind_zonedb_t *db;
+    bind_server_t *srv;
+    loc_sup_t *sup;
+    app_t *app;
+    bind_server_key_t xfr;
+    char xfr_b64[128], rndc_b64[128];
+    bd_hmap_t *replicas; /* key -> replica_t */
+    bd_hmap_t *statuses; /* "Kind/ns/name" whose status changed during a catch-up */
+    bool runtime_dirty;
+    int ino_fd;
+    ev_io ino;
+    ev_timer debounce, table;
+    ev_signal sigint, sigterm;
+} lrt_t;
+
+/* ---- files and keys --------------------------------------------------------------- */
+
+static int mkdirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0750) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* The transfer and rndc keys, generated once and kept in STATE/keys (0600). */
+static int load_keys(lrt_t *rt, bd_err_t *err)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/keys", rt->o.state_dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        int ok = fscanf(f, "xfr %127s\nrndc %127s\n", rt->xfr_b64, rt->rndc_b64) == 2;
+        fclose(f);
+        if (ok && bind_server_key_from_b64(&rt->xfr, BIND_XFR_KEY_NAME, BIND_SERVER_HMAC_SHA256, rt->xfr_b64) == BD_OK)
+            return BD_OK;
+        return bd_err_set(err, BD_ECORRUPT, "%s: not a bindy keys file; remove it to generate new keys", path);
+    }
+    bind_server_key_t rndc;
+    if (bind_server_key_generate(&rt->xfr, BIND_XFR_KEY_NAME, BIND_SERVER_HMAC_SHA256) != BD_OK ||
+        bind_server_key_generate(&rndc, BIND_RNDC_KEY_NAME, BIND_SERVER_HMAC_SHA256) != BD_OK ||
+        bind_server_key_b64(&rt->xfr, rt->xfr_b64, sizeof(rt->xfr_b64)) != BD_OK ||
+        bind_server_key_b64(&rndc, rt->rndc_b64, sizeof(rt->rndc_b64)) != BD_OK)
+        return bd_err_set(err, BD_EINTERNAL, "cannot generate keys");
+    bind_server_key_wipe(&rndc);
+    umask(077);
+    f = fopen(path, "w");
+    umask(022);
+    if (f == NULL)
+        return bd_err_set(err, BD_EIO, "%s: %s", path, strerror(errno));
+    fprintf(f, "xfr %s\nrndc %s\n", rt->xfr_b64, rt->rndc_b64);
+    if (fclose(f) != 0)
+        return bd_err_set(err, BD_EIO, "%s: %s", path, strerror(errno));
+    return BD_OK;
+}
+
+/* ---- runtime: named processes ------------------------------------------------------ */
+
+static replica_t *replica_get(lrt_t *rt, const char *inst, int index)
+{
+    char key[600];
+    snprintf(key, sizeof(key), "%s/%d", inst, index);
+    replica_t *r = bd_hmap_get(rt->replicas, key);
+    if (r != NULL)
+        return r;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->key = strdup(key)) == NULL || (r->inst = strdup(inst)) == NULL ||
+        loc_sup_alloc_port(&r->dns) != BD_OK || loc_sup_alloc_port(&r->ctl) != BD_OK ||
+        bd_hmap_put(rt->replicas, key, r, NULL) != BD_OK) {
+        if (r) {
+            free(r->key);
+            free(r->inst);
+        }
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static const proj_instance_t *instance_by_key(lrt_t *rt, const char *key)
+{
+    size_t n = 0;
+    const proj_instance_t **in = proj_instances(rt->p, &n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(in[i]->key, key) == 0)
+            return in[i];
+    return NULL;
+}
+
+/* The endpoints of every replica of the instances in keys. */
+static size_t endpoints_of(lrt_t *rt, const res_strv_t *keys, bind_endpoint_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < keys->n; k++) {
+        const proj_instance_t *in = instance_by_key(rt, keys->v[k]);
+        for (int r = 0; in && r < in->res->u.instance.replicas && n < cap; r++) {
+            replica_t *rep = replica_get(rt, in->key, r);
+            if (rep)
+                out[n++] = (bind_endpoint_t){rt->o.address, rep->dns};
+        }
+    }
+    return n;
+}
+
+/* NOTIFY targets: a zone's changes go to the servers that pull it from bindy. */
+static void set_notify_targets(lrt_t *rt)
+{
+    size_t ni = 0, nz = 0;
+    const proj_instance_t **insts = proj_instances(rt->p, &ni);
+    const proj_zone_t **zones = proj_zones(rt->p, &nz);
+    for (size_t zi = 0; zi < nz; zi++) {
+        const char *zone = proj_zone_name(zones[zi]);
+        char *targets[BIND_SERVER_MAX_NOTIFY_TARGETS];
+        size_t nt = 0;
+        for (size_t i = 0; i < ni; i++) {
+            const proj_instance_t *in = insts[i];
+            if (in->upstream.n > 0)
+                continue; /* it pulls from primaries, which notify it */
+            bool carries = strcmp(in->catalog, zone) == 0;
+            for (size_t k = 0; !carries && k < in->zones.n; k++)
+                carries = strcmp(in->zones.v[k], zone) == 0;
+            /* a primary also carries what its downstream secondaries serve */
+            for (size_t s = 0; !carries && s < ni; s++) {
+                const proj_instance_t *sec = insts[s];
+                bool down = false;
+                for (size_t u = 0; u < sec->upstream.n; u++)
+                    down |= strcmp(sec->upstream.v[u], in->key) == 0;
+                if (!down)
+                    continue;
+                carries = strcmp(sec->catalog, zone) == 0;
+                for (size_t k = 0; !carries && k < sec->zones.n; k++)
+                    carries = strcmp(sec->zones.v[k], zone) == 0;
+            }
+            for (int r = 0; carries && r < in->res->u.instance.replicas && nt < BIND_SERVER_MAX_NOTIFY_TARGETS; r++) {
+                replica_t *rep = replica_get(rt, in->key, r);
+                if (rep && asprintf(&targets[nt], "%s:%u", rt->o.address, rep->dns) > 0)
+                    nt++;
+            }
+        }
+        bd_err_t err;
+        if (bind_server_set_notify_targets(rt->srv, zone, (const char *const *)targets, nt, &err) != BD_OK)
+            bd_warn("zone %s: notify targets: %s", zone, err.msg);
+        for (size_t t = 0; t < nt; t++)
+            free(targets[t]);
+    }
+}
+
+static void sync_replicas(lrt_t *rt)
+{
+    size_t ni = 0;
+    const proj_instance_t **insts = proj_instances(rt->p, &ni);
+    bd_hmap_t *want = bd_hmap_new();
+    if (want == NULL)
+        return;
+    char *keys_text = NULL;
+    bd_err_t err;
+    if (bind_render_keys("hmac-sha256", rt->xfr_b64, "hmac-sha256", rt->rndc_b64, &keys_text, &err) != BD_OK) {
+        bd_error("keys: %s", err.msg);
+        bd_hmap_free(want);
+        return;
+    }
+    for (size_t i = 0; i < ni; i++) {
+        const proj_instance_t *in = insts[i];
+        const res_instance_t *spec = &in->res->u.instance;
+        const res_t *cluster = spec->cluster_ref ? proj_resource(rt->p, "Bind9Cluster", in->res->meta.ns, spec->cluster_ref)
+                                                 : NULL;
+        bind_endpoint_t up[64], down[64];
+        size_t nup = endpoints_of(rt, &in->upstream, up, 64);
+        if (nup == 0)
+            up[nup++] = (bind_endpoint_t){rt->o.address, bind_server_port(rt->srv)};
+        res_strv_t downstream = {0};
+        for (size_t s = 0; s < ni; s++)
+            for (size_t u = 0; u < insts[s]->upstream.n; u++)
+                if (strcmp(insts[s]->upstream.v[u], in->key) == 0) {
+                    char **nv = realloc(downstream.v, (downstream.n + 1) * sizeof(*nv));
+                    if (nv) {
+                        downstream.v = nv;
+                        downstream.v[downstream.n++] = (char *)insts[s]->key; /* borrowed */
+                    }
+                }
+        size_t ndown = endpoints_of(rt, &downstream, down, 64);
+        free(downstream.v);
+
+        for (int r = 0; r < spec->replicas; r++) {
+            replica_t *rep = replica_get(rt, in->key, r);
+            if (rep == NULL)
+                continue;
+            bd_hmap_put(want, rep->key, rep, NULL);
+            char dir[4096], kpath[4200];
+            snprintf(dir, sizeof(dir), "%s/%s", rt->named_dir, rep->key);
+            snprintf(kpath, sizeof(kpath), "%s/keys.conf", dir);
+            bind_render_params_t prm = {
+                .directory = dir, .keys_file = kpath, .listen_v4 = rt->o.address, .port = rep->dns,
+                .control_addr = rt->o.address, .control_port = rep->ctl, .catalog = in->catalog,
+                .upstream = up, .nupstream = nup, .notify = down, .nnotify = ndown,
+            };
+            char *conf = NULL;
+            if (bind_render_named_conf(in->res, cluster, &prm, &conf, &err) != BD_OK) {
+                bd_error("Bind9Instance %s: %s", in->key, err.msg);
+                continue;
+            }
+            loc_file_t files[] = {{"keys.conf", keys_text}};
+            loc_proc_spec_t ps = {dir, conf, files, 1, rep->dns, rep->ctl};
+            if (loc_sup_ensure(rt->sup, rep->key, &ps, &err) != BD_OK)
+                bd_error("named for %s: %s", rep->key, err.msg);
+            free(conf);
+        }
+    }
+    /* replicas no instance wants any more */
+    size_t nk = 0;
+    const char **keys = bd_hmap_keys_sorted(rt->replicas, &nk);
+    for (size_t k = 0; k < nk; k++) {
+        if (bd_hmap_get(want, keys[k]) != NULL)
+            continue;
+        replica_t *rep = bd_hmap_del(rt->replicas, keys[k]);
+        bd_info("named for %s: no longer wanted; stopping it", rep->key);
+        loc_sup_remove(rt->sup, rep->key, LOC_RM_DIR);
+        free(rep->key);
+        free(rep->inst);
+        free(rep);
+    }
+    free(keys);
+    free(keys_text);
+    bd_hmap_free(want);
+    set_notify_targets(rt);
+}
+
+/* ---- the table --------------------------------------------------------------------- */
+
+static void print_row(const loc_proc_info_t *info, void *arg)
+{
+    lrt_t *rt = arg;
+    const replica_t *rep = bd_hmap_get(rt->replicas, info->key);
+    const proj_instance_t *in = rep ? instance_by_key(rt, rep->inst) : NULL;
+    const char *slash = strrchr(info->key, '/');
+    char addr[64];
+    snprintf(addr, sizeof(addr), "%s:%u", rt->o.address, info->dns_port);
+    printf("%-36s %-9s %-7s %-21s %-5zu %s\n", rep ? rep->inst : info->key,
+           in ? (in->res->u.instance.role == RES_ROLE_PRIMARY ? "primary" : "secondary") : "-",
+           slash ? slash + 1 : "-", addr, in ? in->zones.n : 0, loc_state_name(info->state));
+}
+
+static void print_table(lrt_t *rt)
+{
+    printf("\n%-36s %-9s %-7s %-21s %-5s %s\n", "INSTANCE", "ROLE", "REPLICA", "ADDRESS", "ZONES", "STATE");
+    loc_sup_each(rt->sup, print_row, rt);
+    printf("hidden primary (bindy): %s:%u\n", rt->o.address, bind_server_port(rt->srv));
+    fflush(stdout);
+}
+
+static void on_table(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    print_table(w->data);
+}
+
+static void on_state(const loc_proc_info_t *info, void *arg)
+{
+    lrt_t *rt = arg;
+    bd_info("named for %s: %s (pid %d, %s:%u)", info->key, loc_state_name(info->state), (int)info->pid,
+            rt->o.address, info->dns_port);
+    /* print the table once things settle */
+    ev_timer_stop(rt->loop, &rt->table);
+    ev_timer_set(&rt->table, 0.5, 0.);
+    ev_timer_start(rt->loop, &rt->table);
+}
+
+/* ---- journal -> projector -> targets ------------------------------------------------ */
+
+static void on_applied(void *arg, const jnl_event_t *ev, const proj_changes_t *ch)
+{
+    lrt_t *rt = arg;
+    for (size_t i = 0; i < ch->nzones; i++) {
+        const proj_zone_change_t *c = &ch->zones[i];
+        if (c->deleted)
+            bd_info("%s %s/%s %s: zone %s deleted", ev->kind, ev->ns, ev->name, jnl_type_name(ev->type), c->zone);
+        else
+            bd_info("%s %s/%s %s: zone %s%s serial %u (+%zu -%zu RRs)", ev->kind, ev->ns, ev->name,
+                    jnl_type_name(ev->type), c->zone, c->created ? " created," : "", c->serial, c->added.n,
+                    c->removed.n);
+    }
+    /* statuses are reported once the catch-up settles, not at every intermediate step */
+    for (size_t i = 0; rt->statuses && i < ch->statuses.n; i++)
+        bd_hmap_put(rt->statuses, ch->statuses.v[i], (void *)1, NULL);
+    if (ch->instances.n > 0)
+        rt->runtime_dirty = true;
+    for (size_t i = 0; i < ch->nzones; i++)
+        if (ch->zones[i].created || ch->zones[i].deleted)
+            rt->runtime_dirty = true; /* notify targets */
+}
+
+static void report_object(void *arg, const mf_object_t *o)
+{
+    for (size_t i = 0; i < o->rep->n; i++) {
+        const val_issue_t *is = &o->rep->items[i];
+        bd_log(is->sev == VAL_ERROR ? BD_LOG_ERROR : BD_LOG_WARN, "%s:%d: %s %s/%s: %s%s%s", o->file,
+               doc_line(o->doc, is->path), o->kind, o->ns, o->name, is->path, is->path[0] ? ": " : "", is->msg);
+    }
+}
+
+static void report_problem(void *arg, const char *file, int line, const char *msg, bool unreadable)
+{
+    bd_error("%s:%d: %s", file, line, msg);
+}
+
+static void report_statuses(lrt_t *rt)
+{
+    if (rt->statuses == NULL)
+        return;
+    size_t nk = 0;
+    const char **keys = bd_hmap_keys_sorted(rt->statuses, &nk);
+    for (size_t i = 0; i < nk; i++) {
+        char kind[128], ns[256], name[256];
+        if (sscanf(keys[i], "%127[^/]/%255[^/]/%255s", kind, ns, name) != 3)
+            continue;
+        proj_status_t st;
+        proj_status(rt->p, kind, ns, name, &st);
+        if (st.known && !st.ready)
+            bd_warn("%s %s/%s: Ready=False %s: %s", kind, ns, name, st.reason, st.message);
+        else if (st.known)
+            bd_debug("%s %s/%s: Ready: %s", kind, ns, name, st.message);
+    }
+    free(keys);
+    bd_hmap_free(rt->statuses);
+    rt->statuses = bd_hmap_new();
+}
+
+static void import_and_apply(lrt_t *rt)
+{
+    bd_err_t err;
+    msrc_result_t res;
+    const char *paths[] = {rt->o.manifests};
+    mf_visitor_t rep = {report_object, report_problem};
+    if (msrc_import(rt->j, rt->cat, paths, 1, false, &rep, rt, &res, &err) != BD_OK) {
+        bd_error("import %s: %s", rt->o.manifests, err.msg);
+        return;
+    }
+    if (res.added + res.modified + res.deleted > 0)
+        bd_info("%s: %zu added, %zu modified, %zu deleted", rt->o.manifests, res.added, res.modified, res.deleted);
+    size_t n = 0;
+    if (app_catch_up(rt->app, &n, &err) != BD_OK)
+        bd_error("apply: %s", err.msg);
+    report_statuses(rt);
+    if (rt->runtime_dirty) {
+        rt->runtime_dirty = false;
+        sync_replicas(rt);
+    }
+}
+
+/* ---- watching the directory ---------------------------------------------------------- */
+
+static void watch_tree(lrt_t *rt, const char *dir, int depth)
+{
+    if (depth > 16 || inotify_add_watch(rt->ino_fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+                                                             IN_CREATE | IN_ATTRIB) < 0)
+        return;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sub[4096];
+        struct stat st;
+        snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);
+        if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+            watch_tree(rt, sub, depth + 1);
+    }
+    closedir(d);
+}
+
+static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
+{
+    lrt_t *rt = w->data;
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (read(rt->ino_fd, buf, sizeof(buf)) > 0)
+        ; /* what changed does not matter: the import compares everything */
+    /* editors save in bursts (write, rename, chmod): wait for quiet */
+    ev_timer_stop(loop, &rt->debounce);
+    ev_timer_set(&rt->debounce, 0.05, 0.);
+    ev_timer_start(loop, &rt->debounce);
+}
+
+static void on_debounce(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    lrt_t *rt = w->data;
+    watch_tree(rt, rt->o.manifests, 0); /* new subdirectories */
+    import_and_apply(rt);
+}
+
+static void on_stopped(loc_sup_t *sup, void *arg)
+{
+    lrt_t *rt = arg;
+    ev_break(rt->loop, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    lrt_t *rt = w->data;
+    bd_info("signal %d: stopping every named", w->signum);
+    ev_signal_stop(loop, &rt->sigint);
+    ev_signal_stop(loop, &rt->sigterm);
+    ev_io_stop(loop, &rt->ino);
+    ev_timer_stop(loop, &rt->debounce);
+    ev_timer_stop(loop, &rt->table);
+    if (loc_sup_stop_all(rt->sup, on_stopped, rt) != BD_OK)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void print_hints(lrt_t *rt)
+{
+    size_t nz = 0;
+    const proj_zone_t **zones = proj_zones(rt->p, &nz);
+    size_t nk = 0;
+    const char **keys = bd_hmap_keys_sorted(rt->replicas, &nk);
+    for (size_t z = 0; z < nz && nk > 0; z++) {
+        if (proj_zone_is_catalog(zones[z]))
+            continue;
+        printf("\nTry:\n");
+        for (size_t k = 0; k < nk; k++) {
+            const replica_t *rep = bd_hmap_get(rt->replicas, keys[k]);
+            printf("  dig @%s -p %u %s SOA +short    # %s\n", rt->o.address, rep->dns, proj_zone_name(zones[z]),
+                   rep->key);
+        }
+        break;
+    }
+    free(keys);
+    fflush(stdout);
+}
+
+/* ---- life cycle ---------------------------------------------------------------------- */
+
+int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
+{
+    lrt_t rt = {.loop = EV_DEFAULT, .o = *opts, .ino_fd = -1};
+    int rc = BD_OK;
+    if (rt.o.address == NULL)
+        rt.o.address = "127.0.0.1";
+    if (asprintf(&rt.journal_dir, "%s/journal", opts->state_dir) < 0 ||
+        asprintf(&rt.named_dir, "%s/named", opts->state_dir) < 0) {
+        rc = bd_err_set(err, BD_ENOMEM, "out of memory");
+        goto out;
+    }
+    struct stat st;
+    if (stat(opts->manifests, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        rc = bd_err_set(err, BD_EINVAL, "%s: not a directory of manifests", opts->manifests);
+        goto out;
+    }
+    if (mkdirs(rt.named_dir) != 0) {
+        rc = bd_err_set(err, BD_EIO, "%s: %s", rt.named_dir, strerror(errno));
+        goto out;
+    }
+    if ((rc = load_keys(&rt, err)) != BD_OK)
+        goto out;
+    jnl_opts_t jo;
+    jnl_opts_init(&jo);
+    jo.flags = JNL_OPEN_CREATE;
+    if ((rc = jnl_open(rt.journal_dir, &jo, &rt.j, err)) != BD_OK || (rc = val_catalog_new(&rt.cat, err)) != BD_OK ||
+        (rc = proj_new(NULL, &rt.p, err)) != BD_OK)
+        goto out;
+    if ((rc = bind_zonedb_new(&rt.db, NULL)) != BD_OK) {
+        bd_err_set(err, rc, "zone store: %s", bd_strerror(rc));
+        goto out;
+    }
+    bind_server_config_t sc = {.address = rt.o.address, .xfr_key = &rt.xfr, .serving = true};
+    if ((rc = bind_server_new(&rt.srv, rt.loop, rt.db, &sc, err)) != BD_OK)
+        goto out;
+    loc_sup_opts_t so = {.on_state = on_state, .arg = &rt};
+    if ((rc = loc_sup_new(rt.loop, &so, &rt.sup, err)) != BD_OK)
+        goto out;
+    app_hooks_t hooks = {on_applied};
+    if ((rc = app_new(rt.j, rt.p, rt.db, &hooks, &rt, &rt.app, err)) != BD_OK ||
+        (rt.replicas = bd_hmap_new()) == NULL || (rt.statuses = bd_hmap_new()) == NULL) {
+        rc = rc ? rc : bd_err_set(err, BD_ENOMEM, "out of memory");
+        goto out;
+    }
+    bd_info("hidden primary on %s:%u; journal %s", rt.o.address, bind_server_port(rt.srv), rt.journal_dir);
+
+    /* resume from the journal, then take in what changed in the directory meanwhile */
+    size_t replayed = 0;
+    if ((rc = app_catch_up(rt.app, &replayed, err)) != BD_OK)
+        goto out;
+    report_statuses(&rt);
+    if (replayed)
+        bd_info("replayed %zu journal events", replayed);
+    rt.runtime_dirty = true;
+    import_and_apply(&rt);
+    if (rt.runtime_dirty) {
+        rt.runtime_dirty = false;
+        sync_replicas(&rt);
+    }
+    print_hints(&rt);
+
+    rt.ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (rt.ino_fd < 0) {
+        rc = bd_err_set(err, BD_EIO, "inotify: %s", strerror(errno));
+        goto out;
+    }
+    watch_tree(&rt, opts->manifests, 0);
+    ev_io_init(&rt.ino, on_inotify, rt.ino_fd, EV_READ);
+    ev_timer_init(&rt.debounce, on_debounce, 0.05, 0.);
+    ev_timer_init(&rt.table, on_table, 0.5, 0.);
+    ev_signal_init(&rt.sigint, on_signal, SIGINT);
+    ev_signal_init(&rt.sigterm, on_signal, SIGTERM);
+    rt.ino.data = rt.debounce.data = rt.table.data = rt.sigint.data = rt.sigterm.data = &rt;
+    ev_io_start(rt.loop, &rt.ino);
+    ev_signal_start(rt.loop, &rt.sigint);
+    ev_signal_start(rt.loop, &rt.sigterm);
+    bd_info("watching %s for changes", opts->manifests);
+    ev_run(rt.loop, 0);
+    bd_info("stopped");
+out:
+    if (rt.ino_fd >= 0)
+        close(rt.ino_fd);
+    if (rt.replicas) {
+        size_t pos = 0;
+        replica_t *r;
+        while (bd_hmap_next(rt.replicas, &pos, NULL, (void **)&r)) {
+            free(r->key);
+            free(r->inst);
+            free(r);
+        }
+        bd_hmap_free(rt.replicas);
+    }
+    bd_hmap_free(rt.statuses);
+    app_free(rt.app);
+    loc_sup_free(rt.sup);
+    bind_server_free(rt.srv);
+    bind_zonedb_free(rt.db);
+    proj_free(rt.p);
+    val_catalog_free(rt.cat);
+    jnl_close(rt.j);
+    bind_server_key_wipe(&rt.xfr);
+    free(rt.journal_dir);
+    free(rt.named_dir);
+    return rc;
+}

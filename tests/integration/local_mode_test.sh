@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Local mode end to end, with real named: bindy run --local on the example manifests.
+# Every check is bounded in time; every server is checked with dig.
+set -u
+BINDY=${1:?usage: local_mode_test.sh BINDY SOURCE_DIR}
+SRC=${2:?}
+work=$(mktemp -d /tmp/bindy-local-XXXXXX)
+man="$work/manifests" state="$work/state" out="$work/out" log="$work/log"
+mkdir -p "$man"
+cp "$SRC"/deploy/examples/*.yaml "$man/"
+passed=0 failed=0
+ok() { echo "ok: $*"; passed=$((passed + 1)); }
+bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
+cleanup() {
+  [ -n "${pid:-}" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  pkill -KILL -f "$state/[n]amed" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start() {
+  "$BINDY" run --local "$man" --state-dir "$state" >"$out" 2>>"$log" &
+  pid=$!
+}
+# until SECONDS CMD...: retry CMD every 0.2 s until it succeeds or time runs out
+until_ok() {
+  local limit=$1; shift
+  local end=$(( $(date +%s) + limit ))
+  while [ "$(date +%s)" -lt "$end" ]; do "$@" && return 0; sleep 0.2; done
+  return 1
+}
+ports() { grep -o -- '-p [0-9]* .*# dns-system/[a-z-]*' "$out" | awk '{print $2}'; }
+ask() { dig @127.0.0.1 -p "$1" "$2" "$3" +short +time=1 +tries=1 2>/dev/null; }
+all_answer() { # all_answer NAME TYPE WANT: every server's answer contains WANT
+  local p
+  [ -n "$(ports)" ] || return 1
+  for p in $(ports); do ask "$p" "$1" "$2" | grep -qF -- "$3" || return 1; done
+}
+none_answer() {
+  local p
+  for p in $(ports); do ask "$p" "$1" "$2" | grep -qF -- "$3" && return 1; done
+  return 0
+}
+
+start
+until_ok 60 all_answer www.example.com A 192.0.2.10 \
+  && ok "every primary and secondary serves www.example.com ($(ports | wc -l) servers)" \
+  || bad "not every server answered www.example.com A within 60 s"
+n=$(ports | wc -l)
+[ "$n" -eq 10 ] && ok "10 named processes (5 instances x 2 replicas)" || bad "expected 10 servers, got $n"
+until_ok 10 all_answer example.com MX "mail.example.com." && ok "MX served everywhere" || bad "MX"
+until_ok 10 all_answer _sip._tcp.example.com SRV "5060" && ok "SRV served everywhere" || bad "SRV"
+until_ok 10 all_answer example.com CAA "letsencrypt.org" && ok "CAA served everywhere" || bad "CAA"
+
+# an edit is served on primaries and secondaries
+sed -i 's/192.0.2.11/192.0.2.99/' "$man/example-com.yaml"
+until_ok 30 all_answer www.example.com A 192.0.2.99 && ok "an edit reaches every server" || bad "edit not served within 30 s"
+grep -q "ARecord dns-system/www-example-com MODIFIED: zone example.com" "$log" \
+  && ok "the applied change is logged with its object" || bad "no log line for the change"
+
+# a new file adds a record; deleting the file removes it
+cat >"$man/extra.yaml" <<'YAML'
+apiVersion: bindy.firestoned.io/v1beta1
+kind: ARecord
+metadata: {name: extra, namespace: dns-system, labels: {zone: example.com}}
+spec: {name: extra, ipv4Addresses: [192.0.2.77]}
+YAML
+until_ok 30 all_answer extra.example.com A 192.0.2.77 && ok "a new file is served" || bad "new file not served"
+rm "$man/extra.yaml"
+until_ok 30 none_answer extra.example.com A 192.0.2.77 && ok "a deleted file's record is removed everywhere" \
+  || bad "deleted record still served"
+
+# an invalid file is logged with file, line and field; everything else keeps serving
+cat >"$man/bad.yaml" <<'YAML'
+apiVersion: bindy.firestoned.io/v1beta1
+kind: ARecord
+metadata: {name: bad, namespace: dns-system, labels: {zone: example.com}}
+spec:
+  name: bad
+  ipv4Addresses: [10.0.0.300]
+YAML
+until_ok 10 grep -q "bad.yaml:6: ARecord dns-system/bad: spec.ipv4Addresses\[0\]" "$log" \
+  && ok "an invalid manifest is logged with file, line and field path" || bad "invalid manifest not reported"
+all_answer www.example.com A 192.0.2.99 && ok "everything else keeps serving" || bad "serving broke"
+rm "$man/bad.yaml"
+
+# kill one named: restarted (as a kubelet would) and serving again
+victim=$(pgrep -f "$state/[n]amed/dns-system/secondary-dns/0" | head -1)
+if [ -n "$victim" ]; then
+  kill -KILL "$victim"
+  until_ok 30 bash -c "p=\$(pgrep -f '$state/[n]amed/dns-system/secondary-dns/0' | head -1); [ -n \"\$p\" ] && [ \"\$p\" != $victim ]" \
+    && until_ok 30 all_answer www.example.com A 192.0.2.99 \
+    && ok "a killed named is restarted and serves again" || bad "killed named not back within 60 s"
+else
+  bad "no named process found for secondary-dns/0"
+fi
+
+# SIGTERM: bindy exits and no named is left
+kill -TERM "$pid"
+until_ok 20 bash -c "! kill -0 $pid 2>/dev/null" && ok "bindy exits on SIGTERM" || bad "bindy still running 20 s after SIGTERM"
+wait "$pid" 2>/dev/null
+pid=
+until_ok 5 bash -c "! pgrep -f '$state/[n]amed' >/dev/null" && ok "no named process is left" || bad "named processes left behind"
+
+# restart: resumes from the journal without re-journaling anything
+before=$(grep -c " added, " "$log")
+start
+until_ok 60 all_answer www.example.com A 192.0.2.99 && ok "after a restart every server serves again" || bad "not serving after restart"
+grep -q "replayed [0-9]* journal events" "$log" && ok "the restart replays its journal" || bad "no journal replay"
+[ "$(grep -c " added, " "$log")" -eq "$before" ] && ok "an unchanged directory adds no journal events" \
+  || bad "restart journaled events again"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
