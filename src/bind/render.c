@@ -132,7 +132,10 @@ int bind_render_named_conf(const res_t *inst, const res_t *cluster, const bind_r
     /* Thousands of zones must refresh quickly after a NOTIFY storm or a restart. */
     put(&b, "    serial-query-rate 1000;\n    notify-rate 1000;\n    startup-notify-rate 1000;\n"
             "    transfers-in 100;\n    transfers-out 100;\n    transfers-per-ns 50;\n"
-            "    notify %s;\n",
+            "    notify %s;\n"
+            /* BIND waits notify-delay (5 s by default) before telling downstream servers
+             * about a change: that would be the secondaries' lag. */
+            "    notify-delay 0;\n",
         prm->nnotify ? "explicit" : "no");
     if (prm->nnotify) {
         put(&b, "    also-notify {");

@@ -415,9 +415,9 @@ static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
     char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
     while (read(rt->ino_fd, buf, sizeof(buf)) > 0)
         ; /* what changed does not matter: the import compares everything */
-    /* editors save in bursts (write, rename, chmod): wait for quiet */
+    /* editors save in bursts (write, rename, chmod): wait for a short quiet */
     ev_timer_stop(loop, &rt->debounce);
-    ev_timer_set(&rt->debounce, 0.05, 0.);
+    ev_timer_set(&rt->debounce, 0.01, 0.);
     ev_timer_start(loop, &rt->debounce);
 }
 
