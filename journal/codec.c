@@ -2,14 +2,15 @@
  * codec.c - the journal's byte formats: canonical msgpack for JSON values, records and
  * checkpoints (schema/journal-format.md). No LMDB here.
  *
- * Encoding uses msgpack-c's packer, which already writes the shortest form of every
- * integer, string and container header; we add sorted map keys and float64-only reals.
+ * Encoding uses a small writer of our own: the canonical form (shortest integers, strings and
+ * container headers, float64 reals, sorted map keys) is ours to guarantee, and writing
+ * straight into a reserved buffer costs a third of going through msgpack-c's packer
+ * callbacks. The bytes are plain MessagePack: test_journal decodes them with msgpack-c.
  * Decoding is our own zero-copy reader: it rejects every non-canonical form, so a record
  * that decodes re-encodes to the very same bytes, and it never allocates more than the
  * input can describe (counts are bounded by the bytes left, nesting by JNL_MAX_DEPTH).
  */
 #include <math.h>
-#include <msgpack.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,31 +98,190 @@ void jnl__buf_deinit(jnl__buf_t *b)
     memset(b, 0, sizeof(*b));
 }
 
-void jnl__buf_put(jnl__buf_t *b, const void *d, size_t n)
+/* Make room for n more bytes; false (and b->ret set) when that is not possible. */
+static bool buf_grow(jnl__buf_t *b, size_t n)
 {
     if (b->ret != 0)
-        return;
+        return false;
     if (n > b->max - b->len) {
         b->ret = BD_ETOOBIG;
+        return false;
+    }
+    if (b->len + n <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n)
+        cap *= 2;
+    if (cap > b->max)
+        cap = b->max;
+    uint8_t *p = realloc(b->p, cap);
+    if (p == NULL) {
+        b->ret = BD_ENOMEM;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+void jnl__buf_reserve(jnl__buf_t *b, size_t n)
+{
+    if (n > b->max - b->len)
+        n = b->max - b->len;
+    buf_grow(b, n);
+}
+
+void jnl__buf_put(jnl__buf_t *b, const void *d, size_t n)
+{
+    if (!buf_grow(b, n))
         return;
-    }
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n)
-            cap *= 2;
-        if (cap > b->max)
-            cap = b->max;
-        uint8_t *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->ret = BD_ENOMEM;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
     if (n > 0)
         memcpy(b->p + b->len, d, n);
     b->len += n;
+}
+
+/* Room for n bytes at the end of b (NULL after an error); the caller advances b->len. */
+static inline uint8_t *wr_reserve(jnl__buf_t *b, size_t n)
+{
+    if (b->ret == 0 && n <= b->cap - b->len)
+        return b->p + b->len;
+    return buf_grow(b, n) ? b->p + b->len : NULL;
+}
+
+static inline void st_be(uint8_t *p, uint64_t v, unsigned n)
+{
+    for (unsigned i = n; i-- > 0; v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void wr_uint(jnl__buf_t *b, uint64_t v)
+{
+    uint8_t *p = wr_reserve(b, 9);
+    if (p == NULL)
+        return;
+    if (v < 128) {
+        p[0] = (uint8_t)v;
+        b->len += 1;
+    } else if (v < 256) {
+        p[0] = 0xcc;
+        p[1] = (uint8_t)v;
+        b->len += 2;
+    } else if (v < 65536) {
+        p[0] = 0xcd;
+        st_be(p + 1, v, 2);
+        b->len += 3;
+    } else if (v <= UINT32_MAX) {
+        p[0] = 0xce;
+        st_be(p + 1, v, 4);
+        b->len += 5;
+    } else {
+        p[0] = 0xcf;
+        st_be(p + 1, v, 8);
+        b->len += 9;
+    }
+}
+
+static void wr_int(jnl__buf_t *b, int64_t v)
+{
+    if (v >= 0) {
+        wr_uint(b, (uint64_t)v);
+        return;
+    }
+    uint8_t *p = wr_reserve(b, 9);
+    if (p == NULL)
+        return;
+    if (v >= -32) {
+        p[0] = (uint8_t)(int8_t)v;
+        b->len += 1;
+    } else if (v >= INT8_MIN) {
+        p[0] = 0xd0;
+        p[1] = (uint8_t)(int8_t)v;
+        b->len += 2;
+    } else if (v >= INT16_MIN) {
+        p[0] = 0xd1;
+        st_be(p + 1, (uint64_t)v, 2);
+        b->len += 3;
+    } else if (v >= INT32_MIN) {
+        p[0] = 0xd2;
+        st_be(p + 1, (uint64_t)v, 4);
+        b->len += 5;
+    } else {
+        p[0] = 0xd3;
+        st_be(p + 1, (uint64_t)v, 8);
+        b->len += 9;
+    }
+}
+
+/* A str, array or map header with the shortest length field. */
+enum { H_STR, H_ARR, H_MAP };
+
+static void wr_hdr(jnl__buf_t *b, int kind, size_t n)
+{
+    static const uint8_t fix[] = {0xa0, 0x90, 0x80}, fixmax[] = {32, 16, 16};
+    static const uint8_t c8[] = {0xd9, 0, 0}, c16[] = {0xda, 0xdc, 0xde}, c32[] = {0xdb, 0xdd, 0xdf};
+    if (n > UINT32_MAX) {
+        if (b->ret == 0)
+            b->ret = BD_ETOOBIG;
+        return;
+    }
+    uint8_t *p = wr_reserve(b, 5);
+    if (p == NULL)
+        return;
+    if (n < fixmax[kind]) {
+        p[0] = (uint8_t)(fix[kind] | n);
+        b->len += 1;
+    } else if (kind == H_STR && n < 256) {
+        p[0] = c8[kind];
+        p[1] = (uint8_t)n;
+        b->len += 2;
+    } else if (n < 65536) {
+        p[0] = c16[kind];
+        st_be(p + 1, n, 2);
+        b->len += 3;
+    } else {
+        p[0] = c32[kind];
+        st_be(p + 1, n, 4);
+        b->len += 5;
+    }
+}
+
+static void wr_str(jnl__buf_t *b, const void *s, size_t n)
+{
+    wr_hdr(b, H_STR, n);
+    jnl__buf_put(b, s, n);
+}
+
+static void wr_byte(jnl__buf_t *b, uint8_t c)
+{
+    uint8_t *p = wr_reserve(b, 1);
+    if (p != NULL) {
+        p[0] = c;
+        b->len++;
+    }
+}
+
+static void wr_f64(jnl__buf_t *b, double d)
+{
+    uint64_t bits;
+    uint8_t *p = wr_reserve(b, 9);
+    if (p == NULL)
+        return;
+    memcpy(&bits, &d, sizeof(bits));
+    p[0] = 0xcb;
+    st_be(p + 1, bits, 8);
+    b->len += 9;
+}
+
+static void wr_hash(jnl__buf_t *b, const uint8_t *h)
+{
+    static const uint8_t zero[JNL_HASH_LEN];
+    uint8_t *p = wr_reserve(b, 2 + JNL_HASH_LEN);
+    if (p == NULL)
+        return;
+    p[0] = 0xc4;
+    p[1] = JNL_HASH_LEN;
+    memcpy(p + 2, h != NULL ? h : zero, JNL_HASH_LEN);
+    b->len += 2 + JNL_HASH_LEN;
 }
 
 uint8_t *jnl__buf_take(jnl__buf_t *b, size_t *len)
@@ -133,23 +293,10 @@ uint8_t *jnl__buf_take(jnl__buf_t *b, size_t *len)
     return p;
 }
 
-/* msgpack-c packer writing into a jnl__buf_t. */
-static int pk_write(void *data, const char *buf, size_t len)
-{
-    jnl__buf_t *b = data;
-    if (b->ret == 0 && len <= b->cap - b->len) { /* the common case, kept inline */
-        memcpy(b->p + b->len, buf, len);
-        b->len += len;
-        return 0;
-    }
-    jnl__buf_put(b, buf, len);
-    return b->ret == 0 ? 0 : -1;
-}
-
 /* ---- UTF-8 ---------------------------------------------------------------------------- */
 
 /* Strict UTF-8 (no overlong forms, no surrogates, <= U+10FFFF), as jansson requires. */
-static bool utf8_valid(const uint8_t *s, size_t n, bool nonul)
+static bool utf8_slow(const uint8_t *s, size_t n, bool nonul)
 {
     size_t i = 0;
     while (i < n) {
@@ -209,6 +356,30 @@ static bool utf8_valid(const uint8_t *s, size_t n, bool nonul)
     return true;
 }
 
+/* Strict UTF-8 (no overlong forms, no surrogates, <= U+10FFFF), as jansson requires; NUL
+ * bytes refused too when nonul. Nearly every string is ASCII: check that a word at a time
+ * first. */
+static inline bool utf8_valid(const uint8_t *s, size_t n, bool nonul)
+{
+    const uint64_t hi = UINT64_C(0x8080808080808080), lo = UINT64_C(0x0101010101010101);
+    uint64_t acc = 0, zero = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        acc |= w;
+        zero |= (w - lo) & ~w & hi;
+    }
+    uint8_t tail = 0, tzero = 0;
+    for (; i < n; i++) {
+        tail |= s[i];
+        tzero |= s[i] == 0;
+    }
+    if (!((acc & hi) || (tail & 0x80)) && !(nonul && (zero || tzero)))
+        return true;
+    return utf8_slow(s, n, nonul);
+}
+
 /* ---- canonical JSON -> msgpack ------------------------------------------------------------ */
 
 typedef struct kv {
@@ -217,11 +388,12 @@ typedef struct kv {
     const json_t *val;
 } kv_t;
 
-static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
+static inline int key_cmp(const char *a, size_t al, const char *b, size_t bl)
 {
-    int c = memcmp(a, b, al < bl ? al : bl);
-    if (c != 0)
-        return c;
+    size_t n = al < bl ? al : bl;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return (uint8_t)a[i] < (uint8_t)b[i] ? -1 : 1;
     return al < bl ? -1 : al > bl ? 1 : 0;
 }
 
@@ -231,7 +403,7 @@ static int kv_cmp(const void *pa, const void *pb)
     return key_cmp(a->key, a->len, b->key, b->len);
 }
 
-static void enc_json(msgpack_packer *pk, jnl__buf_t *b, const json_t *v, int depth)
+static void enc_json(jnl__buf_t *b, const json_t *v, int depth)
 {
     if (b->ret != 0)
         return;
@@ -270,14 +442,14 @@ static void enc_json(msgpack_packer *pk, jnl__buf_t *b, const json_t *v, int dep
                 kvs[y] = t;
             }
         }
-        msgpack_pack_map(pk, n);
+        wr_hdr(b, H_MAP, n);
         for (i = 0; i < n && b->ret == 0; i++) {
             if (!utf8_valid((const uint8_t *)kvs[i].key, kvs[i].len, false)) {
                 b->ret = BD_EINVAL;
                 break;
             }
-            msgpack_pack_str_with_body(pk, kvs[i].key, kvs[i].len);
-            enc_json(pk, b, kvs[i].val, depth + 1);
+            wr_str(b, kvs[i].key, kvs[i].len);
+            enc_json(b, kvs[i].val, depth + 1);
         }
         if (kvs != stackv)
             free(kvs);
@@ -289,9 +461,9 @@ static void enc_json(msgpack_packer *pk, jnl__buf_t *b, const json_t *v, int dep
             return;
         }
         size_t n = json_array_size(v);
-        msgpack_pack_array(pk, n);
+        wr_hdr(b, H_ARR, n);
         for (size_t i = 0; i < n && b->ret == 0; i++)
-            enc_json(pk, b, json_array_get(v, i), depth + 1);
+            enc_json(b, json_array_get(v, i), depth + 1);
         return;
     }
     case JSON_STRING: {
@@ -301,11 +473,11 @@ static void enc_json(msgpack_packer *pk, jnl__buf_t *b, const json_t *v, int dep
             b->ret = BD_EINVAL;
             return;
         }
-        msgpack_pack_str_with_body(pk, s, len);
+        wr_str(b, s, len);
         return;
     }
     case JSON_INTEGER:
-        msgpack_pack_int64(pk, (int64_t)json_integer_value(v));
+        wr_int(b, (int64_t)json_integer_value(v));
         return;
     case JSON_REAL: {
         double d = json_real_value(v);
@@ -313,26 +485,24 @@ static void enc_json(msgpack_packer *pk, jnl__buf_t *b, const json_t *v, int dep
             b->ret = BD_EINVAL;
             return;
         }
-        msgpack_pack_double(pk, d);
+        wr_f64(b, d);
         return;
     }
     case JSON_TRUE:
-        msgpack_pack_true(pk);
+        wr_byte(b, 0xc3);
         return;
     case JSON_FALSE:
-        msgpack_pack_false(pk);
+        wr_byte(b, 0xc2);
         return;
     case JSON_NULL:
-        msgpack_pack_nil(pk);
+        wr_byte(b, 0xc0);
         return;
     }
 }
 
 void jnl__enc_json(jnl__buf_t *b, const json_t *v)
 {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, pk_write);
-    enc_json(&pk, b, v, 0);
+    enc_json(b, v, 0);
 }
 
 /* ---- strict reader ------------------------------------------------------------------------- */
@@ -697,8 +867,15 @@ int jnl__rd_json(jnl__rd_t *rd, int depth, json_t **out)
         for (uint64_t i = 0; i < t.u; i++) {
             const uint8_t *k = NULL;
             uint32_t kl = 0;
-            if (jnl__rd_str(rd, &k, &kl, false) != 0)
+            uint8_t c = rd->p < rd->end ? *rd->p : 0;
+            if (c >= 0xa0 && c <= 0xbf && (size_t)(c & 0x1fu) < left(rd) &&
+                utf8_valid(rd->p + 1, c & 0x1fu, false)) {
+                k = rd->p + 1; /* fixstr key: the common case, inline */
+                kl = c & 0x1fu;
+                rd->p += 1 + kl;
+            } else if (jnl__rd_str(rd, &k, &kl, false) != 0) {
                 goto fail;
+            }
             if (pk != NULL && key_cmp((const char *)pk, pkl, (const char *)k, kl) >= 0) {
                 jnl__rd_fail(rd, BD_ECORRUPT, "map keys not in canonical (sorted, unique) order");
                 goto fail;
@@ -787,21 +964,22 @@ static const char *nz(const char *s)
     return s != NULL ? s : "";
 }
 
-static void pack_cstr(msgpack_packer *pk, const char *s)
+static void wr_cstr(jnl__buf_t *b, const char *s)
 {
-    size_t n = strlen(s);
-    msgpack_pack_str_with_body(pk, s, n);
+    wr_str(b, s, strlen(s));
 }
 
-static void pack_hash(msgpack_packer *pk, const uint8_t *h)
+size_t jnl__rec_prefix(uint8_t out[JNL__PREFIX_MAX], uint64_t seq, uint64_t time)
 {
-    static const uint8_t zero[JNL_HASH_LEN];
-    msgpack_pack_bin(pk, JNL_HASH_LEN);
-    msgpack_pack_bin_body(pk, h != NULL ? h : zero, JNL_HASH_LEN);
+    jnl__buf_t b = {.p = out, .cap = JNL__PREFIX_MAX, .max = JNL__PREFIX_MAX};
+    wr_hdr(&b, H_ARR, JNL__REC_FIELDS);
+    wr_uint(&b, JNL_FORMAT_VERSION);
+    wr_uint(&b, seq);
+    wr_uint(&b, time);
+    return b.len;
 }
 
-int jnl__rec_encode(jnl__buf_t *b, const jnl_event_t *ev, uint64_t seq, uint64_t time,
-                    const uint8_t *prev, bd_err_t *err)
+int jnl__rec_body(jnl__buf_t *b, const jnl_event_t *ev, const uint8_t *prev, bd_err_t *err)
 {
     const char *who_ns = nz(ev->ns), *who_name = nz(ev->name), *who_kind = nz(ev->kind);
     if ((unsigned)ev->source >= NSOURCES || (unsigned)ev->type >= NTYPES)
@@ -818,23 +996,17 @@ int jnl__rec_encode(jnl__buf_t *b, const jnl_event_t *ev, uint64_t seq, uint64_t
             return bd_err_set(err, BD_EINVAL, "%s/%s %s: field is not valid UTF-8", who_ns,
                               who_name, who_kind);
 
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, pk_write);
-    msgpack_pack_array(&pk, JNL__REC_FIELDS);
-    msgpack_pack_uint64(&pk, JNL_FORMAT_VERSION);
-    msgpack_pack_uint64(&pk, seq);
-    msgpack_pack_uint64(&pk, time);
-    pack_cstr(&pk, source_names[ev->source]);
-    pack_cstr(&pk, type_names[ev->type]);
+    wr_cstr(b, source_names[ev->source]);
+    wr_cstr(b, type_names[ev->type]);
     for (int i = 0; i < JNL__S_N; i++)
-        pack_cstr(&pk, strs[i]);
-    msgpack_pack_int64(&pk, ev->generation);
+        wr_cstr(b, strs[i]);
+    wr_int(b, ev->generation);
     if (ev->object == NULL || json_is_null(ev->object))
-        msgpack_pack_nil(&pk);
+        wr_byte(b, 0xc0);
     else
-        enc_json(&pk, b, ev->object, 0);
-    pack_hash(&pk, prev);
-    pack_hash(&pk, NULL);
+        enc_json(b, ev->object, 0);
+    wr_hash(b, prev);
+    wr_hash(b, NULL);
     switch (b->ret) {
     case 0:
         return BD_OK;
@@ -850,6 +1022,14 @@ int jnl__rec_encode(jnl__buf_t *b, const jnl_event_t *ev, uint64_t seq, uint64_t
         return bd_err_set(err, b->ret, "%s/%s %s: %s", who_ns, who_name, who_kind,
                           bd_strerror(b->ret));
     }
+}
+
+int jnl__rec_encode(jnl__buf_t *b, const jnl_event_t *ev, uint64_t seq, uint64_t time,
+                    const uint8_t *prev, bd_err_t *err)
+{
+    uint8_t pre[JNL__PREFIX_MAX];
+    jnl__buf_put(b, pre, jnl__rec_prefix(pre, seq, time));
+    return jnl__rec_body(b, ev, prev, err);
 }
 
 int jnl__rec_parse(jnl__rd_t *rd, jnl__hdr_t *h, unsigned flags)
@@ -1097,27 +1277,25 @@ int jnl__ckpt_encode(jnl__buf_t *b, uint64_t seq, uint64_t time,
                      const uint8_t anchor[JNL_HASH_LEN], const jnl__hdr_t *const *entries,
                      size_t n)
 {
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, pk_write);
-    msgpack_pack_array(&pk, JNL__CKPT_FIELDS);
-    msgpack_pack_uint64(&pk, JNL_FORMAT_VERSION);
-    msgpack_pack_uint64(&pk, seq);
-    msgpack_pack_uint64(&pk, time);
-    pack_hash(&pk, anchor);
-    msgpack_pack_array(&pk, n);
+    wr_hdr(b, H_ARR, JNL__CKPT_FIELDS);
+    wr_uint(b, JNL_FORMAT_VERSION);
+    wr_uint(b, seq);
+    wr_uint(b, time);
+    wr_hash(b, anchor);
+    wr_hdr(b, H_ARR, n);
     for (size_t i = 0; i < n && b->ret == 0; i++) {
         const jnl__hdr_t *e = entries[i];
-        msgpack_pack_array(&pk, JNL__CKPT_ENTRY_FIELDS);
+        wr_hdr(b, H_ARR, JNL__CKPT_ENTRY_FIELDS);
         for (int k = 0; k < JNL__S_N; k++)
-            msgpack_pack_str_with_body(&pk, e->s[k].p, e->s[k].len);
-        msgpack_pack_int64(&pk, e->generation);
-        msgpack_pack_uint64(&pk, e->seq);
-        msgpack_pack_uint64(&pk, e->time);
-        pack_cstr(&pk, source_names[e->source]);
-        pack_cstr(&pk, type_names[e->type]);
+            wr_str(b, e->s[k].p, e->s[k].len);
+        wr_int(b, e->generation);
+        wr_uint(b, e->seq);
+        wr_uint(b, e->time);
+        wr_cstr(b, source_names[e->source]);
+        wr_cstr(b, type_names[e->type]);
         jnl__buf_put(b, e->obj, e->obj_len); /* already canonical */
     }
-    pack_hash(&pk, NULL);
+    wr_hash(b, NULL);
     if (b->ret != 0)
         return b->ret;
     return jnl__sha256(NULL, NULL, b->p, b->len - (2 + JNL_HASH_LEN), b->p + b->len - JNL_HASH_LEN);

@@ -16,6 +16,7 @@
 #include <lmdb.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "journal.h"
 
@@ -58,6 +59,8 @@ typedef struct jnl__buf {
 void jnl__buf_init(jnl__buf_t *b, size_t max);
 void jnl__buf_deinit(jnl__buf_t *b);
 void jnl__buf_put(jnl__buf_t *b, const void *d, size_t n);
+/* Make room for n more bytes now (capped at max); errors stick as for put. */
+void jnl__buf_reserve(jnl__buf_t *b, size_t n);
 /* Transfer the bytes to the caller (malloc'd; NULL when empty) and reset b. */
 uint8_t *jnl__buf_take(jnl__buf_t *b, size_t *len);
 
@@ -109,8 +112,15 @@ typedef struct jnl__hdr {
 /* Parse an encoded record. Returns 0, BD_ECORRUPT or BD_EVERSION with rd->why set. */
 int jnl__rec_parse(jnl__rd_t *rd, jnl__hdr_t *h, unsigned flags);
 
-/* Encode ev (hash fields zeroed, prev_hash from prev or zeros) into b. Validates ev;
- * returns 0 or BD_EINVAL/BD_ETOOBIG/BD_ENOMEM with err set. */
+/* A record is prefix (array header, version, seq, time: at most JNL__PREFIX_MAX bytes)
+ * then body (source .. object, prev_hash, hash). jnl_append encodes the body before it
+ * knows the seq, so the prefix is written separately. */
+#define JNL__PREFIX_MAX 20u
+size_t jnl__rec_prefix(uint8_t out[JNL__PREFIX_MAX], uint64_t seq, uint64_t time);
+/* Validate ev and append its body (hash zeroed, prev_hash from prev or zeros) to b.
+ * Returns 0 or BD_EINVAL/BD_ETOOBIG/BD_ENOMEM with err set. */
+int jnl__rec_body(jnl__buf_t *b, const jnl_event_t *ev, const uint8_t *prev, bd_err_t *err);
+/* Prefix and body: the whole record (hash zeroed). */
 int jnl__rec_encode(jnl__buf_t *b, const jnl_event_t *ev, uint64_t seq, uint64_t time,
                     const uint8_t *prev, bd_err_t *err);
 
@@ -175,7 +185,10 @@ struct jnl {
     size_t qcount;
     uint64_t qbytes;
     unsigned flushers;       /* threads waiting in jnl_flush: no batch window */
-    jnl__buf_t scratch;      /* encoding buffer for jnl_append */
+    _Atomic size_t size_hint; /* size of a recent record: first allocation in jnl_append */
+    pthread_mutex_t pool_lock; /* recycled ops (writer.c) */
+    jnl__op_t *pool;
+    size_t npool;
     EVP_MD_CTX *md_ctx;      /* hashing in jnl_append */
     uint8_t chain_hash[JNL_HASH_LEN]; /* hash of the last appended record */
     uint64_t next_seq;       /* seq for the next append */
@@ -232,6 +245,7 @@ void jnl__head_value(uint8_t out[48], uint64_t seq, const uint8_t hash[JNL_HASH_
 /* Writer (writer.c). */
 int jnl__writer_start(jnl_t *j, bd_err_t *err);
 void jnl__writer_stop(jnl_t *j);
+void jnl__pool_free(jnl_t *j);
 int jnl__queue_meta(jnl_t *j, const char *key, size_t klen, const void *val, size_t vlen,
                     bd_err_t *err);
 /* After a pruning checkpoint: clear a sticky BD_EFULL. */

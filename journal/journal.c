@@ -510,6 +510,7 @@ int jnl_open(const char *dir, const jnl_opts_t *opts, jnl_t **out, bd_err_t *err
     pthread_rwlockattr_destroy(&rwa);
     pthread_mutex_init(&j->ckpt_lock, NULL);
     pthread_mutex_init(&j->qlock, NULL);
+    pthread_mutex_init(&j->pool_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -607,8 +608,9 @@ void jnl_close(jnl_t *j)
             mdb_env_sync(j->env, 1);
         mdb_env_close(j->env);
     }
-    jnl__buf_deinit(&j->scratch);
     EVP_MD_CTX_free(j->md_ctx);
+    jnl__pool_free(j);
+    pthread_mutex_destroy(&j->pool_lock);
     pthread_cond_destroy(&j->work_cv);
     pthread_cond_destroy(&j->done_cv);
     pthread_mutex_destroy(&j->qlock);

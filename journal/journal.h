@@ -152,6 +152,8 @@ void jnl_opts_init(jnl_opts_t *opts);
 /*
  * Open the journal in directory dir (opts NULL = defaults: writable, no create).
  * Writable: starts the writer thread. Blocks (LMDB open, and creation when asked).
+ * Open a journal once per process (an LMDB rule) and from one writing process at a time;
+ * any number of processes may open it read-only meanwhile.
  * Returns 0 and a new handle in *out, or:
  *   BD_ENOTFOUND  dir, or the journal in it, does not exist (and JNL_OPEN_CREATE not set)
  *   BD_EFOREIGN   dir holds something that is not a bindy journal (or is not a directory)
@@ -182,7 +184,7 @@ int jnl_id(jnl_t *j, uint8_t id[JNL_ID_LEN], bd_err_t *err);
  * `committed` is the last committed seq and every event appended before the failure with
  * a higher seq was dropped; later appends reuse those seqs. Reports coalesce (a report
  * may cover many batches; a failure is reported before the successes that follow it).
- * Called on the loop thread.
+ * Called on the loop thread. Do not call jnl_close() from inside the callback.
  */
 typedef void (*jnl_commit_cb)(jnl_t *j, uint64_t committed, int status, void *arg);
 
@@ -191,10 +193,11 @@ typedef void (*jnl_commit_cb)(jnl_t *j, uint64_t committed, int status, void *ar
 int jnl_set_commit_cb(jnl_t *j, struct ev_loop *loop, jnl_commit_cb cb, void *arg);
 
 /*
- * Queue one event; never waits for the disk. Encodes the event (the object is converted
- * now, so the caller may change it afterwards) and returns the seq it will have in
- * *seq_out (may be NULL). Times are made non-decreasing: an event never gets a time
- * before the previous event's.
+ * Queue one event; never waits for the disk (it encodes the record and computes its
+ * SHA-256 on the calling thread: a few microseconds for a 1 KiB object). The object is
+ * converted now, so the caller may change it afterwards. *seq_out (may be NULL) gets the
+ * seq the event will have; it is final once a commit report covers it. Times are made
+ * non-decreasing: an event never gets a time before the previous event's. Thread-safe.
  * Returns 0, or:
  *   BD_EINVAL   read-only journal; bad type/source; ADDED/MODIFIED without an object
  *   BD_ETOOBIG  the record would exceed JNL_RECORD_MAX or nesting JNL_MAX_DEPTH
@@ -243,8 +246,9 @@ int jnl_watermark_get(jnl_t *j, const char *target, uint64_t *seq_out, bd_err_t 
  * pruned), BD_ECORRUPT / BD_EVERSION (err names the seq). */
 int jnl_get(jnl_t *j, uint64_t seq, unsigned flags, jnl_record_t **out, bd_err_t *err);
 
-/* first: lowest seq still stored; last: highest committed seq; both 0 when there is no
- * event. After pruning, first is checkpoint + 1. Either pointer may be NULL. */
+/* first: lowest seq still stored (0 when none is: empty, or everything folded into a
+ * checkpoint); last: highest committed seq, stored or folded (0 only when the journal never
+ * had an event). After pruning, first is checkpoint + 1. Either pointer may be NULL. */
 int jnl_bounds(jnl_t *j, uint64_t *first, uint64_t *last, bd_err_t *err);
 
 /*

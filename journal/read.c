@@ -71,6 +71,11 @@ int jnl_bounds(jnl_t *j, uint64_t *first, uint64_t *last, bd_err_t *err)
         if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8)
             l = jnl__get_be64(k.mv_data);
         mdb_cursor_close(cur);
+        /* The head names the last committed seq even when it was folded away. */
+        uint64_t hs = 0, ht = 0;
+        uint8_t hh[JNL_HASH_LEN];
+        if (jnl__meta_head(j, txn, &hs, hh, &ht) == 0 && hs > l)
+            l = hs;
     } else {
         ret = jnl__mdb_err(j, rc, err, "bounds");
     }

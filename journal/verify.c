@@ -1,12 +1,16 @@
 /*
  * verify.c - prove the hash chain and decode every record.
  *
- * Records are checked in chunks, each chunk in one short read transaction. Inside a
- * chunk the expensive part (strict decoding and SHA-256 of every record) is independent
- * per record and is split across worker threads; linking (contiguous seqs, prev_hash ==
- * previous hash, checkpoint anchors) is then a cheap sequential pass. On the first
- * problem the record is decoded again alone to produce the message naming its seq.
+ * The stored seqs are split into contiguous ranges, one per worker thread (one per core,
+ * up to four). Each worker walks its range with its own short read transactions (one per
+ * chunk), decodes every record strictly, recomputes its hash and checks the links inside
+ * the range. The ranges are then stitched in order (the first prev_hash of a range must
+ * be the last hash of the one before), events committed meanwhile are checked
+ * sequentially, and the head is compared in the same snapshot as the last event.
+ * Appends only ever add seqs past the ranges, so the ranges read the same bytes whatever
+ * snapshot each transaction sees; a concurrent prune shows up as a gap and restarts.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,75 +19,9 @@
 
 #include "jnl_int.h"
 
-#define CHUNK 8192
+#define CHUNK 4096
 #define MAX_WORKERS 4
-
-typedef struct item {
-    uint64_t seq;
-    const uint8_t *p;
-    size_t len;
-    uint8_t bad; /* 0 ok, 1 does not decode / names another seq, 2 hash mismatch */
-} item_t;
-
-typedef struct work {
-    item_t *items;
-    size_t from, to;
-} work_t;
-
-static void check_items(item_t *items, size_t from, size_t to, EVP_MD_CTX *ctx)
-{
-    for (size_t i = from; i < to; i++) {
-        item_t *it = &items[i];
-        jnl__rd_t rd;
-        jnl__hdr_t h;
-        uint8_t hash[JNL_HASH_LEN];
-        jnl__rd_init(&rd, it->p, it->len);
-        if (jnl__rec_parse(&rd, &h, 0) != 0 || h.seq != it->seq) {
-            it->bad = 1;
-            continue;
-        }
-        if (jnl__sha256(ctx, h.prev, it->p, it->len - (2 + JNL_HASH_LEN), hash) != 0 ||
-            memcmp(hash, h.hash, JNL_HASH_LEN) != 0)
-            it->bad = 2;
-        else
-            it->bad = 0;
-    }
-}
-
-static void *worker(void *arg)
-{
-    work_t *w = arg;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    check_items(w->items, w->from, w->to, ctx);
-    EVP_MD_CTX_free(ctx);
-    return NULL;
-}
-
-static void check_parallel(item_t *items, size_t n, unsigned nworkers, EVP_MD_CTX *ctx)
-{
-    pthread_t th[MAX_WORKERS];
-    work_t w[MAX_WORKERS];
-    unsigned started = 0;
-    if (nworkers > 1 && n >= 256) {
-        size_t per = n / nworkers;
-        for (unsigned t = 1; t < nworkers; t++) {
-            w[t].items = items;
-            w[t].from = per * t;
-            w[t].to = t + 1 == nworkers ? n : per * (t + 1);
-            if (pthread_create(&th[t], NULL, worker, &w[t]) != 0)
-                break;
-            started = t;
-        }
-        size_t mine = started > 0 ? per : n;
-        check_items(items, 0, mine, ctx);
-        if (started + 1 < nworkers) /* some thread failed to start: do its share here */
-            check_items(items, started > 0 ? w[started].to : mine, n, ctx);
-        for (unsigned t = 1; t <= started; t++)
-            pthread_join(th[t], NULL);
-        return;
-    }
-    check_items(items, 0, n, ctx);
-}
+#define MIN_PER_WORKER 2048
 
 typedef struct ckpt_ref {
     uint64_t seq;
@@ -194,27 +132,179 @@ static unsigned nworkers(void)
     return n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
 }
 
-/* Explain why item it is bad (decoding it again alone). */
-static int explain(vctx_t *v, const item_t *it)
+enum { BAD_NONE = 0, BAD_GAP, BAD_RECORD, BAD_LINK, BAD_ANCHOR, BAD_LMDB };
+
+/* One worker's share: seqs from..to, and what it found. */
+typedef struct range {
+    const vctx_t *v;
+    uint64_t from, to;
+    uint64_t count;
+    uint8_t first_prev[JNL_HASH_LEN], last_hash[JNL_HASH_LEN];
+    uint64_t bad_seq;
+    int bad;
+    int lmdb_rc;
+} range_t;
+
+/* Does the record decode strictly, name seq and carry its own hash? */
+static bool record_ok(EVP_MD_CTX *ctx, uint64_t seq, const uint8_t *p, size_t len, jnl__hdr_t *h)
 {
     jnl__rd_t rd;
-    jnl__hdr_t h;
-    jnl__rd_init(&rd, it->p, it->len);
-    if (jnl__rec_parse(&rd, &h, 0) != 0) {
-        if (rd.ret != BD_EVERSION)
-            return corrupt(v, it->seq, "seq %llu: %s", (unsigned long long)it->seq, rd.why);
-        v->rep->bad_seq = it->seq;
-        return bd_err_set(v->err, BD_EVERSION, "journal %s: seq %llu: %s", v->j->path,
-                          (unsigned long long)it->seq, rd.why);
+    uint8_t hash[JNL_HASH_LEN];
+    jnl__rd_init(&rd, p, len);
+    if (jnl__rec_parse(&rd, h, 0) != 0 || h->seq != seq)
+        return false;
+    return jnl__sha256(ctx, h->prev, p, len - (2 + JNL_HASH_LEN), hash) == 0 &&
+           memcmp(hash, h->hash, JNL_HASH_LEN) == 0;
+}
+
+static void *range_main(void *arg)
+{
+    range_t *r = arg;
+    jnl_t *j = r->v->j;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    uint8_t prev[JNL_HASH_LEN];
+    uint64_t expected = r->from;
+    while (expected <= r->to && r->bad == BAD_NONE) {
+        MDB_txn *txn = NULL;
+        MDB_cursor *cur = NULL;
+        uint8_t key[8];
+        MDB_val k = {8, key}, d;
+        if (jnl__rtxn_begin(j, &txn, NULL) != 0) {
+            r->bad = BAD_LMDB;
+            r->lmdb_rc = EIO;
+            break;
+        }
+        int rc = mdb_cursor_open(txn, j->db_events, &cur);
+        jnl__be64(key, expected);
+        if (rc == 0)
+            rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+        for (int n = 0; rc == 0 && n < CHUNK && expected <= r->to; n++) {
+            jnl__hdr_t h;
+            uint64_t seq = k.mv_size == 8 ? jnl__get_be64(k.mv_data) : 0;
+            if (seq != expected) {
+                r->bad = BAD_GAP;
+                break;
+            }
+            if (!record_ok(ctx, seq, d.mv_data, d.mv_size, &h)) {
+                r->bad = BAD_RECORD;
+                break;
+            }
+            if (r->count == 0)
+                memcpy(r->first_prev, h.prev, JNL_HASH_LEN);
+            else if (memcmp(h.prev, prev, JNL_HASH_LEN) != 0) {
+                r->bad = BAD_LINK;
+                break;
+            }
+            const ckpt_ref_t *c = find_ckpt(r->v, seq);
+            if (c != NULL && memcmp(c->anchor, h.hash, JNL_HASH_LEN) != 0) {
+                r->bad = BAD_ANCHOR;
+                break;
+            }
+            memcpy(prev, h.hash, JNL_HASH_LEN);
+            r->count++;
+            expected++;
+            rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+        }
+        if (r->bad == BAD_NONE && rc == MDB_NOTFOUND && expected <= r->to)
+            r->bad = BAD_GAP;
+        else if (r->bad == BAD_NONE && rc != 0 && rc != MDB_NOTFOUND) {
+            r->bad = BAD_LMDB;
+            r->lmdb_rc = rc;
+        }
+        if (cur != NULL)
+            mdb_cursor_close(cur);
+        jnl__rtxn_end(j, txn);
     }
-    if (h.seq != it->seq)
-        return corrupt(v, it->seq, "seq %llu: record says seq %llu", (unsigned long long)it->seq,
-                       (unsigned long long)h.seq);
-    return corrupt(v, it->seq, "seq %llu: hash mismatch: the record was altered",
-                   (unsigned long long)it->seq);
+    if (r->bad != BAD_NONE)
+        r->bad_seq = expected;
+    memcpy(r->last_hash, prev, JNL_HASH_LEN);
+    EVP_MD_CTX_free(ctx);
+    return NULL;
 }
 
 #define RESTART 1
+
+/* Explain a bad record at seq (decoding it again alone). */
+static int explain(vctx_t *v, uint64_t seq)
+{
+    jnl_t *j = v->j;
+    MDB_txn *txn = NULL;
+    uint8_t key[8];
+    MDB_val k = {8, key}, d;
+    jnl__hdr_t h;
+    int ret = jnl__rtxn_begin(j, &txn, v->err);
+    if (ret != 0)
+        return ret;
+    jnl__be64(key, seq);
+    int rc = mdb_get(txn, j->db_events, &k, &d);
+    if (rc != 0) {
+        jnl__rtxn_end(j, txn);
+        return RESTART; /* gone meanwhile: pruned */
+    }
+    jnl__rd_t rd;
+    jnl__rd_init(&rd, d.mv_data, d.mv_size);
+    if (jnl__rec_parse(&rd, &h, 0) != 0) {
+        if (rd.ret != BD_EVERSION) {
+            ret = corrupt(v, seq, "seq %llu: %s", (unsigned long long)seq, rd.why);
+        } else {
+            v->rep->bad_seq = seq;
+            ret = bd_err_set(v->err, BD_EVERSION, "journal %s: seq %llu: %s", j->path,
+                             (unsigned long long)seq, rd.why);
+        }
+    } else if (h.seq != seq) {
+        ret = corrupt(v, seq, "seq %llu: record says seq %llu", (unsigned long long)seq,
+                      (unsigned long long)h.seq);
+    } else {
+        ret = corrupt(v, seq, "seq %llu: hash mismatch: the record was altered",
+                      (unsigned long long)seq);
+    }
+    jnl__rtxn_end(j, txn);
+    return ret;
+}
+
+/* A gap at seq: pruned while we walked (restart), or a missing event. */
+static int gap(vctx_t *v, uint64_t seq)
+{
+    MDB_txn *txn = NULL;
+    uint64_t ck = 0;
+    if (jnl__rtxn_begin(v->j, &txn, NULL) == 0) {
+        int rc = jnl__ckpt_latest(v->j, txn, &ck, NULL, NULL);
+        jnl__rtxn_end(v->j, txn);
+        if (rc == 0 && ck >= seq)
+            return RESTART;
+    }
+    return corrupt(v, seq, "seq %llu is missing", (unsigned long long)seq);
+}
+
+static int link_error(vctx_t *v, uint64_t seq, uint64_t start)
+{
+    char what[64];
+    if (seq == start && v->rep->anchor_seq != 0)
+        snprintf(what, sizeof(what), "the anchor of checkpoint %llu",
+                 (unsigned long long)v->rep->anchor_seq);
+    else
+        snprintf(what, sizeof(what), "the hash of seq %llu", (unsigned long long)(seq - 1));
+    return corrupt(v, seq, "seq %llu: prev_hash does not match %s", (unsigned long long)seq, what);
+}
+
+/* Report what range r found (in seq order: it is the first range with a problem). */
+static int range_error(vctx_t *v, const range_t *r, uint64_t start)
+{
+    switch (r->bad) {
+    case BAD_GAP:
+        return gap(v, r->bad_seq);
+    case BAD_RECORD:
+        return explain(v, r->bad_seq);
+    case BAD_LINK:
+        return link_error(v, r->bad_seq, start);
+    case BAD_ANCHOR:
+        return corrupt(v, r->bad_seq,
+                       "checkpoint at seq %llu: anchor does not match the hash of seq %llu",
+                       (unsigned long long)r->bad_seq, (unsigned long long)r->bad_seq);
+    default:
+        return jnl__mdb_err(v->j, r->lmdb_rc, v->err, "verify");
+    }
+}
 
 static int verify_once(vctx_t *v)
 {
@@ -222,11 +312,10 @@ static int verify_once(vctx_t *v)
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, d;
-    item_t *items = NULL;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     uint8_t prev[JNL_HASH_LEN] = {0}, hhash[JNL_HASH_LEN];
-    uint64_t first = 0, hseq = 0, htime = 0;
-    unsigned nw = nworkers();
+    uint64_t first = 0, last = 0, hseq = 0, htime = 0;
+    range_t ranges[MAX_WORKERS];
+    pthread_t th[MAX_WORKERS];
     int ret, rc;
 
     free(v->ck);
@@ -235,10 +324,10 @@ static int verify_once(vctx_t *v)
     memset(v->rep, 0, sizeof(*v->rep));
 
     if ((ret = jnl__rtxn_begin(j, &txn, v->err)) != 0)
-        goto cleanup;
+        return ret;
     if ((ret = load_ckpts(v, txn)) != 0)
         goto cleanup;
-    if ((rc = jnl__meta_head(j, txn, &hseq, hhash, &htime)) != 0) {
+    if (jnl__meta_head(j, txn, &hseq, hhash, &htime) != 0) {
         ret = corrupt(v, 0, "the head record in meta is damaged");
         goto cleanup;
     }
@@ -246,6 +335,8 @@ static int verify_once(vctx_t *v)
         goto lmdb;
     if (mdb_cursor_get(cur, &k, &d, MDB_FIRST) == 0 && k.mv_size == 8)
         first = jnl__get_be64(k.mv_data);
+    if (mdb_cursor_get(cur, &k, &d, MDB_LAST) == 0 && k.mv_size == 8)
+        last = jnl__get_be64(k.mv_data);
     mdb_cursor_close(cur);
     cur = NULL;
 
@@ -282,87 +373,95 @@ static int verify_once(vctx_t *v)
     jnl__rtxn_end(j, txn);
     txn = NULL;
 
-    items = malloc(CHUNK * sizeof(*items));
-    if (items == NULL || ctx == NULL) {
-        ret = bd_err_set(v->err, BD_ENOMEM, "out of memory");
-        goto cleanup;
-    }
+    /* 1. The seqs stored when we started, in parallel ranges. */
     uint64_t expected = start;
+    if (last >= start) {
+        uint64_t total = last - start + 1;
+        unsigned nw = nworkers();
+        while (nw > 1 && total / nw < MIN_PER_WORKER)
+            nw--;
+        uint64_t per = total / nw;
+        for (unsigned t = 0; t < nw; t++) {
+            memset(&ranges[t], 0, sizeof(ranges[t]));
+            ranges[t].v = v;
+            ranges[t].from = start + per * t;
+            ranges[t].to = t + 1 == nw ? last : start + per * (t + 1) - 1;
+        }
+        unsigned started = 1;
+        for (unsigned t = 1; t < nw; t++) {
+            if (pthread_create(&th[t], NULL, range_main, &ranges[t]) != 0)
+                break;
+            started++;
+        }
+        range_main(&ranges[0]);
+        for (unsigned t = started; t < nw; t++) /* threads that did not start: here */
+            range_main(&ranges[t]);
+        for (unsigned t = 1; t < started; t++)
+            pthread_join(th[t], NULL);
+        for (unsigned t = 0; t < nw; t++) {
+            const range_t *r = &ranges[t];
+            if (r->count > 0 && memcmp(r->first_prev, prev, JNL_HASH_LEN) != 0) {
+                ret = link_error(v, r->from, start);
+                goto cleanup;
+            }
+            if (r->bad != BAD_NONE) {
+                ret = range_error(v, r, start);
+                goto cleanup;
+            }
+            memcpy(prev, r->last_hash, JNL_HASH_LEN);
+            v->rep->events += r->count;
+        }
+        v->rep->last = last;
+        expected = last + 1;
+    }
+
+    /* 2. Whatever was committed meanwhile, then the head in the same snapshot. */
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     for (;;) {
         if ((ret = jnl__rtxn_begin(j, &txn, v->err)) != 0)
-            goto cleanup;
-        if ((rc = mdb_cursor_open(txn, j->db_events, &cur)) != 0)
-            goto lmdb;
+            break;
         uint8_t key[8];
         jnl__be64(key, expected);
         k.mv_size = 8;
         k.mv_data = key;
-        size_t n = 0;
-        for (rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE); rc == 0 && n < CHUNK;
-             rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
-            if (k.mv_size != 8) {
-                ret = corrupt(v, expected, "an events key is not 8 bytes long");
-                goto cleanup;
-            }
-            items[n].seq = jnl__get_be64(k.mv_data);
-            items[n].p = d.mv_data;
-            items[n].len = d.mv_size;
-            n++;
+        if ((rc = mdb_cursor_open(txn, j->db_events, &cur)) != 0) {
+            ret = jnl__mdb_err(j, rc, v->err, "verify");
+            break;
         }
-        bool end = rc == MDB_NOTFOUND;
-        if (rc != 0 && rc != MDB_NOTFOUND)
-            goto lmdb;
+        int n = 0;
+        for (rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE); rc == 0 && n < CHUNK;
+             rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT), n++) {
+            jnl__hdr_t h;
+            uint64_t seq = k.mv_size == 8 ? jnl__get_be64(k.mv_data) : 0;
+            if (seq != expected) {
+                ret = gap(v, expected);
+                break;
+            }
+            if (!record_ok(ctx, seq, d.mv_data, d.mv_size, &h)) {
+                ret = explain(v, seq);
+                break;
+            }
+            if (memcmp(h.prev, prev, JNL_HASH_LEN) != 0) {
+                ret = link_error(v, seq, start);
+                break;
+            }
+            memcpy(prev, h.hash, JNL_HASH_LEN);
+            v->rep->events++;
+            v->rep->last = seq;
+            expected++;
+        }
         mdb_cursor_close(cur);
         cur = NULL;
-
-        check_parallel(items, n, nw, ctx);
-        for (size_t i = 0; i < n; i++) {
-            const item_t *it = &items[i];
-            if (it->seq != expected) {
-                uint64_t ck = 0;
-                if (jnl__ckpt_latest(j, txn, &ck, NULL, NULL) == 0 && ck >= expected) {
-                    ret = RESTART; /* pruned while we walked */
-                    goto cleanup;
-                }
-                ret = corrupt(v, expected, "seq %llu is missing", (unsigned long long)expected);
-                goto cleanup;
-            }
-            if (it->bad) {
-                ret = explain(v, it);
-                goto cleanup;
-            }
-            const uint8_t *rprev = it->p + it->len - JNL__TAIL + 2;
-            const uint8_t *rhash = it->p + it->len - JNL_HASH_LEN;
-            if (memcmp(rprev, prev, JNL_HASH_LEN) != 0) {
-                bool anchored = it->seq == start && v->rep->anchor_seq != 0;
-                char what[64];
-                if (anchored)
-                    snprintf(what, sizeof(what), "the anchor of checkpoint %llu",
-                             (unsigned long long)v->rep->anchor_seq);
-                else
-                    snprintf(what, sizeof(what), "the hash of seq %llu",
-                             (unsigned long long)(it->seq - 1));
-                ret = corrupt(v, it->seq, "seq %llu: prev_hash does not match %s",
-                              (unsigned long long)it->seq, what);
-                goto cleanup;
-            }
-            const ckpt_ref_t *c = find_ckpt(v, it->seq);
-            if (c != NULL && memcmp(c->anchor, rhash, JNL_HASH_LEN) != 0) {
-                ret = corrupt(v, it->seq, "checkpoint at seq %llu: anchor does not match the hash "
-                                          "of seq %llu",
-                              (unsigned long long)it->seq, (unsigned long long)it->seq);
-                goto cleanup;
-            }
-            memcpy(prev, rhash, JNL_HASH_LEN);
-            v->rep->events++;
-            v->rep->last = it->seq;
-            expected = it->seq + 1;
+        if (ret != 0)
+            break;
+        if (rc != MDB_NOTFOUND && rc != 0) {
+            ret = jnl__mdb_err(j, rc, v->err, "verify");
+            break;
         }
-        if (end || n == 0) {
-            /* The head, read in the same snapshot as the last chunk. */
-            if ((rc = jnl__meta_head(j, txn, &hseq, hhash, &htime)) != 0) {
+        if (rc == MDB_NOTFOUND) {
+            if (jnl__meta_head(j, txn, &hseq, hhash, &htime) != 0) {
                 ret = corrupt(v, 0, "the head record in meta is damaged");
-                goto cleanup;
+                break;
             }
             uint64_t lastv = expected - 1;
             if (hseq > lastv)
@@ -374,19 +473,19 @@ static int verify_once(vctx_t *v)
             else if (memcmp(hhash, prev, JNL_HASH_LEN) != 0)
                 ret = corrupt(v, hseq, "seq %llu: hash does not match the journal's head",
                               (unsigned long long)hseq);
-            goto cleanup;
+            break;
         }
         jnl__rtxn_end(j, txn);
         txn = NULL;
     }
+    EVP_MD_CTX_free(ctx);
+    goto cleanup;
 lmdb:
     ret = jnl__mdb_err(j, rc, v->err, "verify");
 cleanup:
     if (cur != NULL)
         mdb_cursor_close(cur);
     jnl__rtxn_end(j, txn);
-    free(items);
-    EVP_MD_CTX_free(ctx);
     return ret;
 }
 

@@ -29,37 +29,75 @@ struct jnl__op {
     uint64_t ticket;
     uint64_t seq, time; /* seq 0: a meta put */
     uint64_t enq_mono;
-    uint8_t *val; /* record or meta value */
+    uint8_t *mem;       /* malloc'd, memcap bytes: holds the record or the meta value */
+    size_t memcap;
+    uint8_t *val;       /* inside mem */
     size_t vlen;
-    uint8_t *key; /* object index key prefix (event; may be empty) or meta key */
     size_t klen;
-    uint8_t data[];
+    uint8_t key[JNL__META_KEY_MAX + 8]; /* object index key prefix (events) or meta key */
 };
 
-static void ops_free(jnl__op_t *op)
+/* Ops and their buffers are recycled: allocated on the appending thread and released on
+ * the writer thread, they would otherwise keep malloc trimming and re-faulting the heap.
+ * The pool is small and only keeps ordinary-sized buffers. */
+#define POOL_MAX 1024
+#define POOL_BUF_MAX (16u << 10)
+
+static jnl__op_t *op_get(jnl_t *j)
 {
+    pthread_mutex_lock(&j->pool_lock);
+    jnl__op_t *op = j->pool;
+    if (op != NULL) {
+        j->pool = op->next;
+        j->npool--;
+    }
+    pthread_mutex_unlock(&j->pool_lock);
+    if (op == NULL && (op = calloc(1, sizeof(*op))) == NULL)
+        return NULL;
+    op->next = NULL;
+    op->seq = op->time = 0;
+    op->val = NULL;
+    op->vlen = op->klen = 0;
+    return op;
+}
+
+/* Give a list of ops back (to the pool, or to free()). */
+static void ops_release(jnl_t *j, jnl__op_t *op)
+{
+    jnl__op_t *drop = NULL;
+    pthread_mutex_lock(&j->pool_lock);
     while (op != NULL) {
         jnl__op_t *next = op->next;
-        free(op);
+        if (j->npool < POOL_MAX && op->memcap <= POOL_BUF_MAX) {
+            op->next = j->pool;
+            j->pool = op;
+            j->npool++;
+        } else {
+            op->next = drop;
+            drop = op;
+        }
         op = next;
+    }
+    pthread_mutex_unlock(&j->pool_lock);
+    while (drop != NULL) {
+        jnl__op_t *next = drop->next;
+        free(drop->mem);
+        free(drop);
+        drop = next;
     }
 }
 
-static jnl__op_t *op_new(const void *val, size_t vlen, const void *key, size_t klen)
+void jnl__pool_free(jnl_t *j)
 {
-    jnl__op_t *op = malloc(sizeof(*op) + vlen + klen);
-    if (op == NULL)
-        return NULL;
-    memset(op, 0, sizeof(*op));
-    op->val = op->data;
-    op->vlen = vlen;
-    op->key = op->data + vlen;
-    op->klen = klen;
-    if (vlen)
-        memcpy(op->val, val, vlen);
-    if (klen)
-        memcpy(op->key, key, klen);
-    return op;
+    jnl__op_t *op = j->pool;
+    j->pool = NULL;
+    j->npool = 0;
+    while (op != NULL) {
+        jnl__op_t *next = op->next;
+        free(op->mem);
+        free(op);
+        op = next;
+    }
 }
 
 /* Queue op (qlock held). */
@@ -73,7 +111,7 @@ static void enqueue(jnl_t *j, jnl__op_t *op)
         j->qhead = op;
     j->qtail = op;
     j->qcount++;
-    j->qbytes += op->vlen + op->klen + sizeof(*op);
+    j->qbytes += op->vlen + sizeof(*op);
     /* Wake the writer when it waits for work, or when the batch is full. */
     if (j->qcount == 1 || j->qcount >= j->opts.batch_max)
         pthread_cond_signal(&j->work_cv);
@@ -88,6 +126,8 @@ int jnl_append(jnl_t *j, const jnl_event_t *ev, uint64_t *seq_out, bd_err_t *err
 {
     uint8_t okey[JNL__OKEY_MAX];
     size_t oklen = 0;
+    jnl__buf_t b;
+    jnl__op_t *op = NULL;
     int ret;
 
     if (seq_out != NULL)
@@ -104,6 +144,26 @@ int jnl_append(jnl_t *j, const jnl_event_t *ev, uint64_t *seq_out, bd_err_t *err
                           (const uint8_t *)apiv, strlen(apiv));
     }
 
+    /* The expensive part, outside the lock: the body, after room for the prefix. */
+    static const uint8_t room[JNL__PREFIX_MAX];
+    if ((op = op_get(j)) == NULL)
+        return bd_err_set(err, BD_ENOMEM, "out of memory");
+    memcpy(op->key, okey, oklen);
+    op->klen = oklen;
+    size_t hint = atomic_load_explicit(&j->size_hint, memory_order_relaxed);
+    jnl__buf_init(&b, JNL_RECORD_MAX);
+    b.p = op->mem; /* reuse the recycled buffer */
+    b.cap = op->memcap;
+    jnl__buf_reserve(&b, hint > 0 && hint < JNL_RECORD_MAX / 2 ? hint + hint / 4 : 1024);
+    jnl__buf_put(&b, room, sizeof(room));
+    ret = jnl__rec_body(&b, ev, NULL, err);
+    op->mem = b.p; /* the op owns the bytes whatever happens */
+    op->memcap = b.cap;
+    if (ret != 0)
+        goto cleanup;
+    atomic_store_explicit(&j->size_hint, b.len, memory_order_relaxed);
+
+    /* Seq, time and the place in the hash chain, in queue order. */
     pthread_mutex_lock(&j->qlock);
     if (j->werr != 0) {
         ret = sticky(j, err);
@@ -118,36 +178,32 @@ int jnl_append(jnl_t *j, const jnl_event_t *ev, uint64_t *seq_out, bd_err_t *err
     uint64_t t = ev->time_ns != 0 ? ev->time_ns : jnl__now_ns();
     if (t < j->last_time)
         t = j->last_time;
-    /* Encoding happens under qlock so that seqs and times are assigned in queue order;
-     * the scratch buffer is reused (and dropped after an unusually large record). */
-    jnl__buf_t *scratch = &j->scratch;
-    if (scratch->max == 0)
-        jnl__buf_init(scratch, JNL_RECORD_MAX);
-    scratch->len = 0;
-    scratch->ret = 0;
-    ret = jnl__rec_encode(scratch, ev, seq, t, NULL, err);
-    if (ret == 0 && jnl__rec_seal(j->md_ctx, scratch->p, scratch->len, j->chain_hash) != 0)
+    uint8_t pre[JNL__PREFIX_MAX];
+    size_t plen = jnl__rec_prefix(pre, seq, t);
+    uint8_t *rec = b.p + sizeof(room) - plen;
+    size_t len = b.len - (sizeof(room) - plen);
+    memcpy(rec, pre, plen);
+    if (jnl__rec_seal(j->md_ctx, rec, len, j->chain_hash) != 0) {
         ret = bd_err_set(err, BD_EINTERNAL, "journal %s: SHA-256 failed", j->path);
-    jnl__op_t *op = ret == 0 ? op_new(scratch->p, scratch->len, okey, oklen) : NULL;
-    if (scratch->cap > (1u << 20))
-        jnl__buf_deinit(scratch);
-    if (ret != 0)
-        goto unlock;
-    if (op == NULL) {
-        ret = bd_err_set(err, BD_ENOMEM, "out of memory");
         goto unlock;
     }
+    memcpy(j->chain_hash, rec + len - JNL_HASH_LEN, JNL_HASH_LEN);
+    op->val = rec;
+    op->vlen = len;
     op->seq = seq;
     op->time = t;
-    memcpy(j->chain_hash, op->val + op->vlen - JNL_HASH_LEN, JNL_HASH_LEN);
     j->next_seq = seq + 1;
     j->last_time = t;
     enqueue(j, op);
+    op = NULL;
     if (seq_out != NULL)
         *seq_out = seq;
     ret = BD_OK;
 unlock:
     pthread_mutex_unlock(&j->qlock);
+cleanup:
+    if (op != NULL)
+        ops_release(j, op);
     return ret;
 }
 
@@ -157,17 +213,34 @@ int jnl__queue_meta(jnl_t *j, const char *key, size_t klen, const void *val, siz
     int ret = BD_OK;
     if (j->rdonly)
         return bd_err_set(err, BD_EINVAL, "journal %s: opened read-only", j->path);
-    jnl__op_t *op = op_new(val, vlen, key, klen);
+    if (klen > sizeof(((jnl__op_t *)0)->key))
+        return bd_err_set(err, BD_EINVAL, "journal %s: meta key too long", j->path);
+    jnl__op_t *op = op_get(j);
     if (op == NULL)
         return bd_err_set(err, BD_ENOMEM, "out of memory");
-    pthread_mutex_lock(&j->qlock);
-    if (j->werr != 0) {
-        ret = sticky(j, err);
-        free(op);
-    } else {
-        enqueue(j, op);
+    if (vlen > op->memcap) {
+        uint8_t *p = realloc(op->mem, vlen);
+        if (p == NULL) {
+            ops_release(j, op);
+            return bd_err_set(err, BD_ENOMEM, "out of memory");
+        }
+        op->mem = p;
+        op->memcap = vlen;
     }
+    if (vlen > 0)
+        memcpy(op->mem, val, vlen);
+    op->val = op->mem;
+    op->vlen = vlen;
+    memcpy(op->key, key, klen);
+    op->klen = klen;
+    pthread_mutex_lock(&j->qlock);
+    if (j->werr != 0)
+        ret = sticky(j, err);
+    else
+        enqueue(j, op);
     pthread_mutex_unlock(&j->qlock);
+    if (ret != 0)
+        ops_release(j, op);
     return ret;
 }
 
@@ -359,10 +432,10 @@ static void *writer_main(void *arg)
         }
         jnl__op_t *batch = j->qhead, *last = batch;
         size_t n = 1;
-        uint64_t bytes = last->vlen + last->klen + sizeof(*last);
+        uint64_t bytes = last->vlen + sizeof(*last);
         while (n < j->opts.batch_max && last->next != NULL) {
             last = last->next;
-            bytes += last->vlen + last->klen + sizeof(*last);
+            bytes += last->vlen + sizeof(*last);
             n++;
         }
         j->qhead = last->next;
@@ -413,8 +486,8 @@ static void *writer_main(void *arg)
 
         if (rc != 0)
             bd_error("%s", err.msg);
-        ops_free(batch);
-        ops_free(dropped);
+        ops_release(j, batch);
+        ops_release(j, dropped);
         jnl__check_space(j);
         pthread_mutex_lock(&j->qlock);
     }

@@ -6,7 +6,15 @@
  *   journal_raw_put_<mode>       events/s of plain LMDB puts of the same encoded records,
  *                                same batch size and sync flags, one thread (the ceiling)
  *   journal_append_ratio_<mode>  the two divided (goal >= 0.5)
+ *   journal_raw_encode_put_<mode> events/s of one thread encoding each record
+ *                                (jnl_record_encode: JSON -> msgpack + SHA-256) and putting
+ *                                it, batch by batch: a synchronous journal without the
+ *                                writer thread and without indexes
+ *   journal_append_vs_encode_put_ratio_<mode>  append / raw_encode_put
+ *   journal_enqueue_<mode>       events/s at which jnl_append returned (loop-thread cost)
  *   journal_batch_size           events per commit used above
+ *   journal_encode_1k            events/s of jnl_record_encode alone (JSON -> canonical
+ *                                msgpack + SHA-256), one thread: the work raw puts skip
  *   journal_verify_1k            events/s of jnl_verify with ~1 KiB objects (goal >= 1e6)
  *   journal_state_at_100k        seconds to fold a 100,000-event journal (goal <= 1 s)
  *   journal_export_at_100k       the same plus turning every object into JSON text
@@ -103,8 +111,9 @@ static jnl_t *open_journal(const char *name, jnl_sync_t sync, bd_err_t *err)
     return j;
 }
 
-/* Append n events (objects precomputed) through the queue; returns events/s. */
-static double bench_append(jnl_t *j, json_t **objs, int nobjs, int n, int nnames)
+/* Append n events (objects precomputed) through the queue; returns events/s until all
+ * are committed, and in *enqueue the rate at which jnl_append returned. */
+static double bench_append(jnl_t *j, json_t **objs, int nobjs, int n, int nnames, double *enqueue)
 {
     bd_err_t err;
     double t0 = now_s();
@@ -131,13 +140,18 @@ static double bench_append(jnl_t *j, json_t **objs, int nobjs, int n, int nnames
         if (rc != 0)
             die("append", &err);
     }
+    double t1 = now_s();
     if (jnl_flush(j, &err) != 0)
         die("flush", &err);
+    if (enqueue != NULL)
+        *enqueue = n / (t1 - t0);
     return n / (now_s() - t0);
 }
 
-/* Plain LMDB: the same records (encoded beforehand), same batch size and sync flags. */
-static double bench_raw(jnl_sync_t sync, uint8_t **recs, size_t *lens, int nrecs, int n)
+/* Plain LMDB: the same records (encoded beforehand, or now when objs is not NULL), same
+ * batch size and sync flags. */
+static double bench_raw(jnl_sync_t sync, uint8_t **recs, size_t *lens, int nrecs, int n,
+                        json_t **objs)
 {
     char path[600];
     MDB_env *env;
@@ -166,8 +180,24 @@ static double bench_raw(jnl_sync_t sync, uint8_t **recs, size_t *lens, int nrecs
             for (int b = 7; b >= 0; b--, s >>= 8)
                 key[b] = (uint8_t)s;
             MDB_val kv = {8, key}, vv = {lens[i % nrecs], recs[i % nrecs]};
+            uint8_t *enc = NULL;
+            if (objs != NULL) {
+                char name[32];
+                bd_err_t err;
+                snprintf(name, sizeof(name), "rec-%05d", i % 1000);
+                jnl_event_t ev = {.type = JNL_MODIFIED, .api_version = APIV, .kind = "ARecord",
+                                  .ns = "dns-system", .name = name,
+                                  .uid = "8f14e45f-ceea-467f-a0e6-7f3f0b0e0c11",
+                                  .resource_version = "123456", .generation = i,
+                                  .object = objs[i % nrecs]};
+                if (jnl_record_encode(&ev, (uint64_t)i + 1, 1700000000000000000ull, NULL, &enc,
+                                      &vv.mv_size, &err) != 0)
+                    die("encode", &err);
+                vv.mv_data = enc;
+            }
             if (mdb_put(txn, dbi, &kv, &vv, MDB_APPEND) != 0)
                 die("raw put", NULL);
+            free(enc);
         }
         if (mdb_txn_commit(txn) != 0)
             die("raw commit", NULL);
@@ -207,6 +237,20 @@ int main(int argc, char **argv)
             die("encode", &err);
     }
     printf("BENCH journal_record_size %zu bytes\n", lens[0]);
+    {
+        int n = quick ? 20000 : 100000;
+        double t0 = now_s();
+        for (int i = 0; i < n; i++) {
+            uint8_t *b = NULL;
+            size_t l = 0;
+            jnl_event_t ev = {.type = JNL_MODIFIED, .api_version = APIV, .kind = "ARecord",
+                              .ns = "dns-system", .name = "rec-00001", .object = objs[i % NOBJ]};
+            if (jnl_record_encode(&ev, (uint64_t)i + 1, 1, NULL, &b, &l, &err) != 0)
+                die("encode", &err);
+            free(b);
+        }
+        printf("BENCH journal_encode_1k %.0f events/s\n", n / (now_s() - t0));
+    }
     printf("BENCH journal_batch_size %d events\n", BATCH);
 
     static const jnl_sync_t modes[] = {JNL_SYNC_DURABLE, JNL_SYNC_NOMETASYNC, JNL_SYNC_NOSYNC};
@@ -219,30 +263,40 @@ int main(int argc, char **argv)
         snprintf(name, sizeof(name), "append-%s", jnl_sync_name(mode));
         /* Alternate and keep the best of two runs each, so that neither side gets a
          * cold or a warm cache unfairly. */
-        double app = 0, raw = 0;
+        double app = 0, raw = 0, enq = 0, rawenc = 0;
         for (int rep = 0; rep < 2; rep++) {
             jnl_t *j = open_journal(name, mode, &err);
-            double a = bench_append(j, objs, NOBJ, n, NNAMES);
+            double e = 0;
+            double a = bench_append(j, objs, NOBJ, n, NNAMES, &e);
+            if (e > enq)
+                enq = e;
             jnl_close(j);
             char path[700];
             snprintf(path, sizeof(path), "%s/%s", g_tmp, name);
             rm_rf(path);
-            double r = bench_raw(mode, recs, lens, NOBJ, n);
+            double r = bench_raw(mode, recs, lens, NOBJ, n, NULL);
+            double re = bench_raw(mode, recs, lens, NOBJ, n, objs);
             if (a > app)
                 app = a;
             if (r > raw)
                 raw = r;
+            if (re > rawenc)
+                rawenc = re;
         }
         printf("BENCH journal_append_%s %.0f events/s\n", jnl_sync_name(mode), app);
         printf("BENCH journal_raw_put_%s %.0f events/s\n", jnl_sync_name(mode), raw);
         printf("BENCH journal_append_ratio_%s %.2f ratio\n", jnl_sync_name(mode), app / raw);
+        printf("BENCH journal_enqueue_%s %.0f events/s\n", jnl_sync_name(mode), enq);
+        printf("BENCH journal_raw_encode_put_%s %.0f events/s\n", jnl_sync_name(mode), rawenc);
+        printf("BENCH journal_append_vs_encode_put_ratio_%s %.2f ratio\n", jnl_sync_name(mode),
+               app / rawenc);
         fflush(stdout);
     }
 
     /* A 100,000-event journal of ~1 KiB objects over 1,000 names: verify and fold. */
     int n = quick ? 20000 : 100000;
     jnl_t *j = open_journal("big", JNL_SYNC_NOSYNC, &err);
-    bench_append(j, objs, NOBJ, n, NNAMES);
+    bench_append(j, objs, NOBJ, n, NNAMES, NULL);
     double best = 1e9;
     for (int rep = 0; rep < 3; rep++) {
         jnl_verify_report_t vr;

@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <lmdb.h>
 #include <math.h>
+#include <msgpack.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -322,6 +323,86 @@ static void test_codec_layout(void **state)
     uint8_t h[32];
     assert_int_equal(jnl_record_hash(b, len, h), 0);
     assert_memory_equal(h, b + len - 32, 32);
+    free(b);
+    json_decref(obj);
+}
+
+/* A generic MessagePack decoder (msgpack-c) reads our records: the format is plain
+ * MessagePack, and the values are what we wrote. */
+static json_t *mp_to_json(const msgpack_object *o)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        return json_null();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return json_integer((json_int_t)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return json_integer((json_int_t)o->via.i64);
+    case MSGPACK_OBJECT_FLOAT64:
+        return json_real(o->via.f64);
+    case MSGPACK_OBJECT_STR:
+        return json_stringn(o->via.str.ptr, o->via.str.size);
+    case MSGPACK_OBJECT_ARRAY: {
+        json_t *a = json_array();
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            json_array_append_new(a, mp_to_json(&o->via.array.ptr[i]));
+        return a;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        json_t *m = json_object();
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            assert_int_equal(kv->key.type, MSGPACK_OBJECT_STR);
+            json_object_setn_new(m, kv->key.via.str.ptr, kv->key.via.str.size, mp_to_json(&kv->val));
+        }
+        return m;
+    }
+    default:
+        fail_msg("unexpected msgpack type %d", o->type);
+    }
+    return NULL;
+}
+
+static void test_codec_msgpack_c(void **state)
+{
+    json_t *obj = json_pack("{s:s, s:{s:i, s:I, s:f, s:b, s:n, s:[s,{}], s:s}}", "kind", "DNSZone",
+                            "spec", "ttl", 300, "big", (json_int_t)-5000000000LL, "r", 2.5, "t", 1,
+                            "z", "l", "x", "u", "ünï");
+    jnl_event_t ev = {.source = JNL_SRC_RESTORE, .type = JNL_MODIFIED, .api_version = APIV,
+                      .kind = "DNSZone", .ns = "dns", .name = "z", .uid = "u1",
+                      .resource_version = "42", .generation = 3, .object = obj};
+    uint8_t *b = NULL;
+    size_t len = 0;
+    assert_int_equal(jnl_record_encode(&ev, 1234567, 1700000000000000000ull, NULL, &b, &len, NULL), 0);
+    msgpack_unpacked u;
+    size_t off = 0;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, (const char *)b, len, &off), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(off, len); /* exactly one value */
+    const msgpack_object *a = &u.data;
+    assert_int_equal(a->type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal(a->via.array.size, 15);
+    const msgpack_object *f = a->via.array.ptr;
+    assert_int_equal(f[0].via.u64, 1);
+    assert_int_equal(f[1].via.u64, 1234567);
+    assert_int_equal(f[2].via.u64, 1700000000000000000ull);
+    assert_memory_equal(f[3].via.str.ptr, "restore", 7);
+    assert_memory_equal(f[4].via.str.ptr, "MODIFIED", 8);
+    assert_memory_equal(f[10].via.str.ptr, "42", 2);
+    assert_int_equal(f[11].via.u64, 3);
+    json_t *back = mp_to_json(&f[12]);
+    assert_true(json_equal(back, obj));
+    assert_int_equal(f[13].type, MSGPACK_OBJECT_BIN);
+    assert_int_equal(f[13].via.bin.size, 32);
+    assert_int_equal(f[14].via.bin.size, 32);
+    /* The documented hash: SHA-256(prev_hash || bytes without the last 34). */
+    uint8_t h[32];
+    assert_int_equal(jnl_record_hash(b, len, h), 0);
+    assert_memory_equal(h, f[14].via.bin.ptr, 32);
+    json_decref(back);
+    msgpack_unpacked_destroy(&u);
     free(b);
     json_decref(obj);
 }
@@ -831,6 +912,7 @@ static void test_checkpoint_retention(void **state)
     assert_int_equal(ck, 306);
     assert_int_equal(jnl_bounds(j, &first, &last, &err), 0);
     assert_int_equal(first, 0); /* everything folded into the checkpoint */
+    assert_int_equal(last, 306); /* ... but the last committed seq is still known */
     assert_int_equal(jnl_verify(j, &rep, &err), 0);
     assert_int_equal(rep.anchor_seq, 306);
     assert_int_equal(jnl_state_at(j, JNL_SEQ_LAST, &st, &err), 0);
@@ -999,6 +1081,57 @@ static void test_group_commit(void **state)
 static void flip_version(MDB_val *v, uint8_t *copy, size_t *len)
 {
     copy[1] = 0x02; /* the format version right after the array header */
+}
+
+/* A batch that fails (size limit) is reported through the callback: status BD_EFULL and
+ * the last committed seq; appends then fail fast. */
+static void test_group_commit_failure(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    jnl_opts_t o;
+    jnl_t *j = NULL;
+    bd_err_t err;
+    jnl_opts_init(&o);
+    o.flags = JNL_OPEN_CREATE;
+    o.sync = JNL_SYNC_NOSYNC;
+    o.map_size = 1u << 20;
+    o.map_limit = 2u << 20;
+    o.batch_max = 8;
+    bd_log_set_level(BD_LOG_ERROR + 1);
+    assert_int_equal(jnl_open(jpath("gcfail"), &o, &j, &err), 0);
+    cbstate_t s = {.loop = loop, .want = UINT64_MAX};
+    assert_int_equal(jnl_set_commit_cb(j, loop, on_commit, &s), 0);
+    char *big = malloc(30000);
+    memset(big, 'q', 29999);
+    big[29999] = 0;
+    int rc = 0;
+    for (int i = 0; i < 2000 && rc == 0; i++) {
+        json_t *obj = mkobj("DNSZone", "dns", "z", i, big);
+        jnl_event_t ev = {.type = JNL_MODIFIED, .api_version = APIV, .kind = "DNSZone",
+                          .ns = "dns", .name = "z", .object = obj};
+        rc = jnl_append(j, &ev, NULL, &err);
+        json_decref(obj);
+        if (rc == BD_EBUSY)
+            rc = 0;
+        ev_run(loop, EVRUN_NOWAIT);
+        if (i % 16 == 15)
+            jnl_flush(j, NULL);
+    }
+    assert_int_equal(rc, BD_EFULL);
+    /* Let the report arrive. */
+    for (int i = 0; i < 100 && s.fails == 0; i++) {
+        ev_run(loop, EVRUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(s.fails, 1);
+    assert_int_equal(s.committed, jnl_committed_seq(j));
+    jnl_verify_report_t rep;
+    assert_int_equal(jnl_verify(j, &rep, &err), 0);
+    assert_int_equal(rep.last, jnl_committed_seq(j));
+    jnl_close(j);
+    ev_loop_destroy(loop);
+    free(big);
+    bd_log_set_level(BD_LOG_INFO);
 }
 
 /* ---- errors on open ---------------------------------------------------------------------------- */
@@ -1247,7 +1380,7 @@ static void test_crash_safety(void **state)
             fail_msg("round %d: verify: %s", round, err.msg);
         uint64_t first, last;
         assert_int_equal(jnl_bounds(j, &first, &last, &err), 0);
-        uint64_t head = last != 0 ? last : rep.anchor_seq;
+        uint64_t head = last;
         assert_true(head >= prev_last); /* nothing committed was lost */
         prev_last = head;
         jnl_state_t *st = NULL;
@@ -1310,6 +1443,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_lossless),
         cmocka_unit_test(test_codec_layout),
+        cmocka_unit_test(test_codec_msgpack_c),
         cmocka_unit_test(test_codec_rejects),
         cmocka_unit_test(test_append_read),
         cmocka_unit_test(test_indexes_history),
@@ -1318,6 +1452,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_retention),
         cmocka_unit_test(test_space_limit),
         cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_group_commit_failure),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_crash_safety),
