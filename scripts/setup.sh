@@ -8,7 +8,7 @@ PKGS=(
   liblmdb-dev lmdb-utils libmsgpack-dev libcurl4-openssl-dev libssl-dev
   libyaml-dev libev-dev libcmocka-dev libjansson-dev libldns-dev
   libmicrohttpd-dev
-  bind9 bind9-utils bind9-dnsutils
+  bind9 bind9-utils bind9-dnsutils openssl procps
 )
 
 missing=()
