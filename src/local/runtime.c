@@ -16,6 +16,7 @@
 #include "manifests.h"
 #include "render.h"
 #include "server.h"
+#include "soacheck.h"
 #include "supervisor.h"
 
 typedef struct {
@@ -24,7 +25,16 @@ typedef struct {
     uint16_t dns, ctl;
 } replica_t;
 
-typedef struct {
+typedef struct lrt lrt_t;
+
+/* A serial check in flight, linked so that shutdown can cancel it. */
+typedef struct vcheck {
+    struct vcheck *next;
+    lrt_t *rt;
+    bind_soacheck_t *h;
+} vcheck_t;
+
+struct lrt {
     struct ev_loop *loop;
     loc_rt_opts_t o;
     char *journal_dir, *named_dir;
@@ -39,12 +49,14 @@ typedef struct {
     char xfr_b64[128], rndc_b64[128];
     bd_hmap_t *replicas; /* key -> replica_t */
     bd_hmap_t *statuses; /* "Kind/ns/name" whose status changed during a catch-up */
+    bd_hmap_t *verify;   /* zone -> (uintptr_t) serial to confirm on its servers */
+    struct vcheck *checks; /* serial checks in flight */
     bool runtime_dirty;
     int ino_fd;
     ev_io ino;
     ev_timer debounce, table;
     ev_signal sigint, sigterm;
-} lrt_t;
+};
 
 /* ---- files and keys --------------------------------------------------------------- */
 
@@ -142,6 +154,32 @@ static size_t endpoints_of(lrt_t *rt, const res_strv_t *keys, bind_endpoint_t *o
     return n;
 }
 
+/* Does instance `in` hold zone (a member or catalog zone)? A primary also holds what its
+ * downstream secondaries serve, and their catalogs, for them to pull. */
+static bool instance_carries(const proj_instance_t *const *insts, size_t ni, const proj_instance_t *in,
+                             const char *zone)
+{
+    if (strcmp(in->catalog, zone) == 0)
+        return true;
+    for (size_t k = 0; k < in->zones.n; k++)
+        if (strcmp(in->zones.v[k], zone) == 0)
+            return true;
+    for (size_t s = 0; s < ni; s++) {
+        const proj_instance_t *sec = insts[s];
+        bool down = false;
+        for (size_t u = 0; u < sec->upstream.n; u++)
+            down |= strcmp(sec->upstream.v[u], in->key) == 0;
+        if (!down)
+            continue;
+        if (strcmp(sec->catalog, zone) == 0)
+            return true;
+        for (size_t k = 0; k < sec->zones.n; k++)
+            if (strcmp(sec->zones.v[k], zone) == 0)
+                return true;
+    }
+    return false;
+}
+
 /* NOTIFY targets: a zone's changes go to the servers that pull it from bindy. */
 static void set_notify_targets(lrt_t *rt)
 {
@@ -154,24 +192,9 @@ static void set_notify_targets(lrt_t *rt)
         size_t nt = 0;
         for (size_t i = 0; i < ni; i++) {
             const proj_instance_t *in = insts[i];
-            if (in->upstream.n > 0)
+            if (in->upstream.n > 0 || !instance_carries(insts, ni, in, zone))
                 continue; /* it pulls from primaries, which notify it */
-            bool carries = strcmp(in->catalog, zone) == 0;
-            for (size_t k = 0; !carries && k < in->zones.n; k++)
-                carries = strcmp(in->zones.v[k], zone) == 0;
-            /* a primary also carries what its downstream secondaries serve */
-            for (size_t s = 0; !carries && s < ni; s++) {
-                const proj_instance_t *sec = insts[s];
-                bool down = false;
-                for (size_t u = 0; u < sec->upstream.n; u++)
-                    down |= strcmp(sec->upstream.v[u], in->key) == 0;
-                if (!down)
-                    continue;
-                carries = strcmp(sec->catalog, zone) == 0;
-                for (size_t k = 0; !carries && k < sec->zones.n; k++)
-                    carries = strcmp(sec->zones.v[k], zone) == 0;
-            }
-            for (int r = 0; carries && r < in->res->u.instance.replicas && nt < BIND_SERVER_MAX_NOTIFY_TARGETS; r++) {
+            for (int r = 0; r < in->res->u.instance.replicas && nt < BIND_SERVER_MAX_NOTIFY_TARGETS; r++) {
                 replica_t *rep = replica_get(rt, in->key, r);
                 if (rep && asprintf(&targets[nt], "%s:%u", rt->o.address, rep->dns) > 0)
                     nt++;
@@ -183,6 +206,80 @@ static void set_notify_targets(lrt_t *rt)
         for (size_t t = 0; t < nt; t++)
             free(targets[t]);
     }
+}
+
+/* ---- verification: every server publishes the new serial ---------------------------- */
+
+static void on_checked(void *arg, const char *zone, uint32_t want, const bind_soacheck_result_t *res, size_t n)
+{
+    vcheck_t *vc = arg;
+    lrt_t *rt = vc->rt;
+    for (vcheck_t **pp = &rt->checks; *pp; pp = &(*pp)->next)
+        if (*pp == vc) {
+            *pp = vc->next;
+            break;
+        }
+    free(vc);
+    size_t ok = 0;
+    double slowest = 0;
+    char lag[1024] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (res[i].ok) {
+            ok++;
+            if (res[i].ms > slowest)
+                slowest = res[i].ms;
+            continue;
+        }
+        size_t l = strlen(lag);
+        if (res[i].answered)
+            snprintf(lag + l, sizeof(lag) - l, "%s%s (serial %u)", l ? ", " : "", res[i].name, res[i].serial);
+        else
+            snprintf(lag + l, sizeof(lag) - l, "%s%s (no answer)", l ? ", " : "", res[i].name);
+    }
+    if (ok == n)
+        bd_info("zone %s serial %u published by all %zu servers in %.0f ms", zone, want, n, slowest);
+    else
+        bd_warn("zone %s serial %u: %zu of %zu servers lag: %s", zone, want, n - ok, n, lag);
+}
+
+static void verify_zones(lrt_t *rt)
+{
+    size_t ni = 0, nz = 0;
+    const proj_instance_t **insts = proj_instances(rt->p, &ni);
+    const char **zones = bd_hmap_keys_sorted(rt->verify, &nz);
+    for (size_t z = 0; z < nz; z++) {
+        uint32_t serial = (uint32_t)(uintptr_t)bd_hmap_get(rt->verify, zones[z]);
+        bind_endpoint_t eps[256];
+        const char *names[256];
+        size_t n = 0;
+        for (size_t i = 0; i < ni; i++) {
+            if (!instance_carries(insts, ni, insts[i], zones[z]))
+                continue;
+            for (int r = 0; r < insts[i]->res->u.instance.replicas && n < 256; r++) {
+                replica_t *rep = replica_get(rt, insts[i]->key, r);
+                if (rep) {
+                    eps[n] = (bind_endpoint_t){rt->o.address, rep->dns};
+                    names[n++] = rep->key;
+                }
+            }
+        }
+        vcheck_t *vc = n ? calloc(1, sizeof(*vc)) : NULL;
+        bd_err_t err;
+        if (vc == NULL)
+            continue;
+        vc->rt = rt;
+        if (bind_soacheck_start(rt->loop, zones[z], serial, eps, names, n, 10.0, 0.05, on_checked, vc, &vc->h, &err) !=
+            BD_OK) {
+            bd_warn("zone %s: cannot verify serial %u: %s", zones[z], serial, err.msg);
+            free(vc);
+            continue;
+        }
+        vc->next = rt->checks;
+        rt->checks = vc;
+    }
+    free(zones);
+    bd_hmap_free(rt->verify);
+    rt->verify = bd_hmap_new();
 }
 
 static void sync_replicas(lrt_t *rt)
@@ -318,6 +415,11 @@ static void on_applied(void *arg, const jnl_event_t *ev, const proj_changes_t *c
                     jnl_type_name(ev->type), c->zone, c->created ? " created," : "", c->serial, c->added.n,
                     c->removed.n);
     }
+    for (size_t i = 0; rt->verify && i < ch->nzones; i++) {
+        const proj_zone_t *z = proj_zone_get(rt->p, ch->zones[i].zone);
+        if (z && !ch->zones[i].deleted && !proj_zone_is_catalog(z))
+            bd_hmap_put(rt->verify, ch->zones[i].zone, (void *)(uintptr_t)ch->zones[i].serial, NULL);
+    }
     /* statuses are reported once the catch-up settles, not at every intermediate step */
     for (size_t i = 0; rt->statuses && i < ch->statuses.n; i++)
         bd_hmap_put(rt->statuses, ch->statuses.v[i], (void *)1, NULL);
@@ -384,6 +486,7 @@ static void import_and_apply(lrt_t *rt)
         rt->runtime_dirty = false;
         sync_replicas(rt);
     }
+    verify_zones(rt);
 }
 
 /* ---- watching the directory ---------------------------------------------------------- */
@@ -510,7 +613,8 @@ int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
         goto out;
     app_hooks_t hooks = {on_applied};
     if ((rc = app_new(rt.j, rt.p, rt.db, &hooks, &rt, &rt.app, err)) != BD_OK ||
-        (rt.replicas = bd_hmap_new()) == NULL || (rt.statuses = bd_hmap_new()) == NULL) {
+        (rt.replicas = bd_hmap_new()) == NULL || (rt.statuses = bd_hmap_new()) == NULL ||
+        (rt.verify = bd_hmap_new()) == NULL) {
         rc = rc ? rc : bd_err_set(err, BD_ENOMEM, "out of memory");
         goto out;
     }
@@ -563,6 +667,13 @@ out:
         bd_hmap_free(rt.replicas);
     }
     bd_hmap_free(rt.statuses);
+    bd_hmap_free(rt.verify);
+    while (rt.checks) {
+        vcheck_t *vc = rt.checks;
+        rt.checks = vc->next;
+        bind_soacheck_cancel(vc->h);
+        free(vc);
+    }
     app_free(rt.app);
     loc_sup_free(rt.sup);
     bind_server_free(rt.srv);

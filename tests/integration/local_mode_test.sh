@@ -58,6 +58,23 @@ until_ok 30 all_answer www.example.com A 192.0.2.99 && ok "an edit reaches every
 grep -q "ARecord dns-system/www-example-com MODIFIED: zone example.com" "$log" \
   && ok "the applied change is logged with its object" || bad "no log line for the change"
 
+until_ok 15 grep -q "zone example.com serial [0-9]* published by all 10 servers" "$log" \
+  && ok "bindy confirms by SOA query that all 10 servers publish the new serial" || bad "no serial confirmation"
+
+# a server that does not answer is reported by name, with what it last said
+frozen=$(pgrep -f "$state/[n]amed/dns-system/secondary-dns/1" | head -1)
+if [ -n "$frozen" ]; then
+  kill -STOP "$frozen"
+  sed -i 's/192.0.2.99/192.0.2.98/' "$man/example-com.yaml"
+  until_ok 20 grep -q "zone example.com serial [0-9]*: 1 of 10 servers lag: dns-system/secondary-dns/1" "$log" \
+    && ok "a lagging server is reported by name" || bad "lagging server not reported"
+  kill -CONT "$frozen"
+  sed -i 's/192.0.2.98/192.0.2.99/' "$man/example-com.yaml"
+  until_ok 30 all_answer www.example.com A 192.0.2.99 && ok "it catches up once it answers again" || bad "no catch-up"
+else
+  bad "no named process found for secondary-dns/1"
+fi
+
 # a new file adds a record; deleting the file removes it
 cat >"$man/extra.yaml" <<'YAML'
 apiVersion: bindy.firestoned.io/v1beta1
