@@ -75,6 +75,25 @@ else
   bad "no named process found for secondary-dns/1"
 fi
 
+# a zone removed from an instance's selection leaves its catalog and its servers
+sec_ports() { grep -o -- '-p [0-9]* .*# dns-system/secondary-[a-z-]*/[0-9]' "$out" | awk '{print $2}'; }
+prim_ports() { grep -o -- '-p [0-9]* .*# dns-system/primary-[a-z-]*/[0-9]' "$out" | awk '{print $2}'; }
+secondaries_refuse() {
+  local p
+  for p in $(sec_ports); do dig @127.0.0.1 -p "$p" example.com SOA +time=1 +tries=1 2>/dev/null | grep -q "status: REFUSED" || return 1; done
+}
+primaries_serve() {
+  local p
+  for p in $(prim_ports); do ask "$p" www.example.com A | grep -qF 192.0.2.99 || return 1; done
+}
+sed -i 's/^        - secondary$/        - none-such/' "$man/example-com.yaml"
+until_ok 30 secondaries_refuse && primaries_serve \
+  && ok "a zone no longer selected leaves the secondaries' catalogs and servers; primaries keep it" \
+  || bad "deselected zone still served by secondaries"
+sed -i 's/^        - none-such$/        - secondary/' "$man/example-com.yaml"
+until_ok 30 all_answer www.example.com A 192.0.2.99 && ok "selected again: served everywhere again" \
+  || bad "re-selected zone not served"
+
 # a new file adds a record; deleting the file removes it
 cat >"$man/extra.yaml" <<'YAML'
 apiVersion: bindy.firestoned.io/v1beta1
