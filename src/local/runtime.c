@@ -579,6 +579,15 @@ int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
     int rc = BD_OK;
     if (rt.o.address == NULL)
         rt.o.address = "127.0.0.1";
+    /* Every watcher is initialised before anything can start one: the supervisor's state
+     * callback restarts the table timer while replicas start up, and re-initialising an
+     * active watcher corrupts libev's timer heap. */
+    ev_io_init(&rt.ino, on_inotify, -1, EV_READ);
+    ev_timer_init(&rt.debounce, on_debounce, 0.01, 0.);
+    ev_timer_init(&rt.table, on_table, 0.5, 0.);
+    ev_signal_init(&rt.sigint, on_signal, SIGINT);
+    ev_signal_init(&rt.sigterm, on_signal, SIGTERM);
+    rt.ino.data = rt.debounce.data = rt.table.data = rt.sigint.data = rt.sigterm.data = &rt;
     if (asprintf(&rt.journal_dir, "%s/journal", opts->state_dir) < 0 ||
         asprintf(&rt.named_dir, "%s/named", opts->state_dir) < 0) {
         rc = bd_err_set(err, BD_ENOMEM, "out of memory");
@@ -641,12 +650,7 @@ int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
         goto out;
     }
     watch_tree(&rt, opts->manifests, 0);
-    ev_io_init(&rt.ino, on_inotify, rt.ino_fd, EV_READ);
-    ev_timer_init(&rt.debounce, on_debounce, 0.05, 0.);
-    ev_timer_init(&rt.table, on_table, 0.5, 0.);
-    ev_signal_init(&rt.sigint, on_signal, SIGINT);
-    ev_signal_init(&rt.sigterm, on_signal, SIGTERM);
-    rt.ino.data = rt.debounce.data = rt.table.data = rt.sigint.data = rt.sigterm.data = &rt;
+    ev_io_set(&rt.ino, rt.ino_fd, EV_READ);
     ev_io_start(rt.loop, &rt.ino);
     ev_signal_start(rt.loop, &rt.sigint);
     ev_signal_start(rt.loop, &rt.sigterm);
@@ -654,6 +658,11 @@ int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
     ev_run(rt.loop, 0);
     bd_info("stopped");
 out:
+    ev_io_stop(rt.loop, &rt.ino);
+    ev_timer_stop(rt.loop, &rt.debounce);
+    ev_timer_stop(rt.loop, &rt.table);
+    ev_signal_stop(rt.loop, &rt.sigint);
+    ev_signal_stop(rt.loop, &rt.sigterm);
     if (rt.ino_fd >= 0)
         close(rt.ino_fd);
     if (rt.replicas) {

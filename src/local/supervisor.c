@@ -745,6 +745,24 @@ child_exec(const char *bin, char *const argv[], const char *dir, int logfd, int 
     _exit(127); /* not reached */
 }
 
+/* A process whose directory was removed (or emptied) starts from its last written files,
+ * as a pod starts from a fresh volume: named then refills itself by transfer. */
+static int restore_files(proc_t *p, bd_err_t *err)
+{
+    struct stat st;
+    if (stat(p->conf_path, &st) == 0)
+        return 0;
+    int rc = mkdir_p(p->dir, 0750, err);
+    if (rc == 0)
+        rc = write_atomic(p->dir, "named.conf", p->conf, strlen(p->conf), err);
+    for (size_t i = 0; rc == 0 && i < p->nfiles; i++)
+        rc = write_atomic(p->dir, p->files[i].name, p->files[i].text, strlen(p->files[i].text), err);
+    if (rc == 0)
+        bd_warn("named for %s: its directory %s was missing; recreated it from the current configuration",
+                p->key, p->dir);
+    return rc;
+}
+
 static void proc_spawn(proc_t *p)
 {
     loc_sup_t *sup = p->sup;
@@ -759,6 +777,11 @@ static void proc_spawn(proc_t *p)
     p->start_timed_out = false;
     p->reload_wanted = false; /* named reads the current files */
     p->respawn = false;
+    bd_err_t ferr;
+    if (restore_files(p, &ferr) != 0) {
+        snprintf(how, sizeof(how), "could not be started (%.150s)", ferr.msg);
+        goto fail;
+    }
     logfd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (logfd < 0 || fstat(logfd, &st) != 0) {
         snprintf(how, sizeof(how), "could not be started (open %s: %s)", p->log_path,

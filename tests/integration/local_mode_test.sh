@@ -120,13 +120,16 @@ until_ok 10 grep -q "bad.yaml:6: ARecord dns-system/bad: spec.ipv4Addresses\[0\]
 all_answer www.example.com A 192.0.2.99 && ok "everything else keeps serving" || bad "serving broke"
 rm "$man/bad.yaml"
 
-# kill one named: restarted (as a kubelet would) and serving again
+# kill one named and remove its directory: restarted (as a kubelet would) from an empty
+# directory, it fills itself by transfer and serves again
 victim=$(pgrep -f "$state/[n]amed/dns-system/secondary-dns/0" | head -1)
 if [ -n "$victim" ]; then
   kill -KILL "$victim"
+  rm -rf "$state/named/dns-system/secondary-dns/0"
   until_ok 30 bash -c "p=\$(pgrep -f '$state/[n]amed/dns-system/secondary-dns/0' | head -1); [ -n \"\$p\" ] && [ \"\$p\" != $victim ]" \
     && until_ok 30 all_answer www.example.com A 192.0.2.99 \
-    && ok "a killed named is restarted and serves again" || bad "killed named not back within 60 s"
+    && ok "a killed named is restarted from an empty directory, refills itself and serves again" \
+    || bad "killed named not back within 60 s"
 else
   bad "no named process found for secondary-dns/0"
 fi
