@@ -129,6 +129,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     for (size_t i = 0; i < c->n; i++)
         if (!c->srv[i].r.ok)
             ask(c, &c->srv[i]);
+    /* Ask quickly at first (changes usually land within tens of ms), then back off so that
+     * many checks at once (a thousand new zones) do not flood the servers. */
+    w->repeat = w->repeat * 2 > 1.0 ? 1.0 : w->repeat * 2;
+    ev_timer_again(loop, w);
 }
 
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents) { finish(w->data); }

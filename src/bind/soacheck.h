@@ -2,7 +2,7 @@
  * soacheck.h - confirm that servers publish a zone's new serial.
  *
  * After a change, bindy asks every server that should carry the zone for its SOA (over
- * UDP, non-blocking, on the caller's libev loop) and asks again every interval until
+ * UDP, non-blocking, on the caller's libev loop) and asks again, backing off, until
  * each one answers with the wanted serial or newer (RFC 1982), or the deadline passes.
  * The callback then gets every server's last answer, so lagging servers can be reported
  * by name and serial. One check is one UDP socket and one timer; it frees itself after
@@ -37,7 +37,7 @@ typedef struct bind_soacheck bind_soacheck_t;
  * Start a check of zone at serial `want` on n servers (endpoints and names are copied).
  * *out (may be NULL) gets a handle, valid until the callback returns or cancel.
  * deadline: seconds until the callback fires with whatever was seen; interval: seconds
- * between asks to servers not yet ok. Returns 0 (the callback will fire exactly once, on
+ * before the second ask to servers not yet ok, doubling after each ask up to 1 s. Returns 0 (the callback will fire exactly once, on
  * the loop, never inside this call), BD_EINVAL (err names the problem), BD_EIO, BD_ENOMEM
  * (the callback never fires).
  */

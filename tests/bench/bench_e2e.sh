@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Local mode end to end at scale (real named, loopback only):
+#  1. 10,000 ARecords in one zone (primary-dns x2 -> secondary-dns x2): time from start
+#     until both primaries, then both secondaries, serve the final serial and the records;
+#  2. baseline: a bare named loaded with the same 10,000 records by nsupdate, 500 per
+#     message; records/s of both and their ratio;
+#  3. 1,000 zones (one A record each) added at once to the running bindy: time until a
+#     sample of zones and the last one answer on every server.
+# Bounded: every wait has a deadline (WAIT seconds, default 120). Polls with dig, so each
+# figure includes a few ms of dig start-up (upper bounds).
+set -u
+BINDY=${1:?usage: bench_e2e.sh BINDY SOURCE_DIR}
+SRC=${2:?}
+N=${N:-10000}
+ZONES=${ZONES:-1000}
+WAIT=${WAIT:-120}
+work=$(mktemp -d /tmp/bindy-e2e-XXXXXX)
+man="$work/m" state="$work/s"
+mkdir -p "$man"
+cleanup() {
+  [ -n "${pid:-}" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  [ -n "${npid:-}" ] && kill -TERM "$npid" 2>/dev/null && wait "$npid" 2>/dev/null
+  [ -n "${KEEP:-}" ] && { echo "bench_e2e: kept $work" >&2; return; }
+  rm -rf "$work"
+}
+trap cleanup EXIT
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+secs() { awk -v ms="$1" 'BEGIN { printf "%.3f", ms / 1000 }'; }
+q() { dig @127.0.0.1 -p "$1" "$2" "$3" +short +time=1 +tries=1 2>/dev/null; }
+
+# ---- manifests: instances, the zone, N records ----
+cp "$SRC/deploy/examples/instances.yaml" "$man/00-instances.yaml"
+cat >"$man/01-zone.yaml" <<'YAML'
+apiVersion: bindy.firestoned.io/v1beta1
+kind: DNSZone
+metadata: {name: example-com, namespace: dns-system}
+spec:
+  zoneName: example.com
+  ttl: 3600
+  soaRecord: {primaryNs: ns1.example.com., adminEmail: admin.example.com., serial: 1,
+              refresh: 3600, retry: 600, expire: 604800, negativeTtl: 86400}
+  nameServers:
+  - {hostname: ns1.example.com., ipv4Address: 192.0.2.1}
+  bind9InstancesFrom:
+  - selector: {matchLabels: {dns-role: primary}}
+  - selector: {matchLabels: {dns-role: secondary}}
+  recordsFrom:
+  - selector: {matchLabels: {zone: example.com}}
+YAML
+addr() { echo "10.$(( $1 / 65536 % 256 )).$(( $1 / 256 % 256 )).$(( $1 % 256 ))"; }
+awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++) {
+  printf "---\napiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+  printf "metadata: {name: r%d, namespace: dns-system, labels: {zone: example.com}}\n", i
+  printf "spec: {name: r%d, ipv4Addresses: [10.%d.%d.%d]}\n", i, int(i/65536)%256, int(i/256)%256, i%256 } }' \
+  >"$man/02-records.yaml"
+last=$((N - 1)); last_addr=$(addr "$last")
+label=$N; [ $((N % 1000)) -eq 0 ] && label="$((N / 1000))k"
+
+t0=$(now_ms)
+"$BINDY" run --local "$man" --state-dir "$state" >"$work/out" 2>"$work/log" &
+pid=$!
+for _ in $(seq 600); do grep -q "^  dig" "$work/out" 2>/dev/null && break; sleep 0.1; done
+port() { grep -- "# dns-system/$1\$" "$work/out" | awk '{print $4}'; }
+P0=$(port primary-dns/0) P1=$(port primary-dns/1) S0=$(port secondary-dns/0) S1=$(port secondary-dns/1)
+[ -n "$P0" ] && [ -n "$P1" ] && [ -n "$S0" ] && [ -n "$S1" ] || {
+  echo "bench_e2e: bindy did not start" >&2; tail -20 "$work/log" >&2; exit 1; }
+
+# The final serial: every record event advances example.com's serial by one; once bindy
+# has logged all N records, the last serial it logged for example.com is the final one.
+final=""
+deadline=$(( t0 + WAIT * 1000 ))
+while [ "$(now_ms)" -lt "$deadline" ]; do
+  if [ "$(grep -c 'ARecord dns-system/r[0-9]* ADDED' "$work/log")" -ge "$N" ]; then
+    final=$(grep -o 'zone example.com \(created, \)\?serial [0-9]*' "$work/log" | awk '{print $NF}' | sort -n | tail -1)
+    break
+  fi
+  sleep 0.05
+done
+t_bindy=$(now_ms)
+[ -n "$final" ] || { echo "bench_e2e: bindy did not project $N records in ${WAIT}s" >&2; tail -5 "$work/log" >&2; exit 1; }
+echo "bench_e2e: bindy projected $N records (final serial $final) after $(( t_bindy - t0 )) ms" >&2
+
+served() { # served PORT: the final serial and the last record
+  [ "$(q "$1" example.com SOA | awk '{print $3}')" = "$final" ] &&
+    q "$1" "r$last.example.com" A | grep -qx -- "$last_addr"
+}
+declare -A done_at=([x]=0)
+ndone=0
+while [ "$(now_ms)" -lt "$deadline" ] && [ "$ndone" -lt 4 ]; do
+  for p in $P0 $P1 $S0 $S1; do
+    [ -n "${done_at[$p]:-}" ] && continue
+    served "$p" && { done_at[$p]=$(now_ms); ndone=$((ndone + 1)); }
+  done
+done
+[ "$ndone" -eq 4 ] || { echo "bench_e2e: not every server reached serial $final in ${WAIT}s" >&2
+  for p in $P0 $P1 $S0 $S1; do echo "  port $p: $(q "$p" example.com SOA)" >&2; done; exit 1; }
+tp=$(( ${done_at[$P0]} > ${done_at[$P1]} ? ${done_at[$P0]} : ${done_at[$P1]} ))
+ts=$(( ${done_at[$S0]} > ${done_at[$S1]} ? ${done_at[$S0]} : ${done_at[$S1]} ))
+[ "$tp" -gt "$ts" ] && ts=$tp
+echo "BENCH e2e_${label}_records_primaries $(secs $(( tp - t0 ))) s"
+echo "BENCH e2e_${label}_records_secondaries $(secs $(( ts - t0 ))) s"
+rate=$(awk -v n="$N" -v ms=$(( ts - t0 )) 'BEGIN { printf "%.0f", n * 1000 / ms }')
+echo "BENCH e2e_${label}_records_rate $rate records/s"
+
+# ---- baseline: a bare named, the same records by nsupdate, 500 per message ----
+nd="$work/named"
+mkdir -p "$nd"
+free_port() {
+  local p
+  while :; do
+    p=$(( 20000 + RANDOM % 40000 ))
+    ss -Hltnu 2>/dev/null | awk '{print $5}' | grep -q ":$p\$" || { echo "$p"; return; }
+  done
+}
+NP=$(free_port)
+cat >"$nd/example.com.db" <<'ZONE'
+$TTL 3600
+@ IN SOA ns1.example.com. admin.example.com. 1 3600 600 604800 86400
+@ IN NS ns1.example.com.
+ns1 IN A 192.0.2.1
+ZONE
+cat >"$nd/named.conf" <<CONF
+options {
+    directory "$nd";
+    pid-file "$nd/named.pid";
+    listen-on port $NP { 127.0.0.1; };
+    listen-on-v6 { none; };
+    recursion no;
+    notify no;
+};
+controls { };
+zone "example.com" { type primary; file "$nd/example.com.db"; allow-update { 127.0.0.1; }; };
+CONF
+awk -v n="$N" -v port="$NP" 'BEGIN {
+  printf "server 127.0.0.1 %d\nzone example.com\n", port
+  for (i = 0; i < n; i++) {
+    printf "update add r%d.example.com. 3600 IN A 10.%d.%d.%d\n", i, int(i/65536)%256, int(i/256)%256, i%256
+    if ((i + 1) % 500 == 0 || i == n - 1) printf "send\n"
+  } }' >"$nd/updates"
+named -g -c "$nd/named.conf" >"$nd/named.log" 2>&1 &
+npid=$!
+for _ in $(seq 100); do q "$NP" example.com SOA | grep -q . && break; sleep 0.1; done
+q "$NP" example.com SOA | grep -q . || { echo "bench_e2e: baseline named did not start" >&2; tail "$nd/named.log" >&2; exit 1; }
+tn=$(now_ms)
+nsupdate -t 30 "$nd/updates" || { echo "bench_e2e: nsupdate failed" >&2; exit 1; }
+q "$NP" "r$last.example.com" A | grep -qx -- "$last_addr" || { echo "bench_e2e: nsupdate baseline incomplete" >&2; exit 1; }
+tn=$(( $(now_ms) - tn ))
+kill -TERM "$npid" 2>/dev/null; wait "$npid" 2>/dev/null; npid=""
+nrate=$(awk -v n="$N" -v ms="$tn" 'BEGIN { printf "%.0f", n * 1000 / (ms > 0 ? ms : 1) }')
+echo "BENCH e2e_nsupdate_rate $nrate records/s"
+echo "BENCH e2e_rate_ratio_vs_nsupdate $(awk -v a="$rate" -v b="$nrate" 'BEGIN { printf "%.3f", a / b }') ratio"
+
+# ---- 1,000 zones at once, each with one A record, served by both instances ----
+awk -v n="$ZONES" 'BEGIN { for (i = 0; i < n; i++) {
+  printf "---\napiVersion: bindy.firestoned.io/v1beta1\nkind: DNSZone\n"
+  printf "metadata: {name: z%d-test, namespace: dns-system}\n", i
+  printf "spec:\n  zoneName: z%d.test\n  ttl: 3600\n", i
+  printf "  soaRecord: {primaryNs: ns1.z%d.test., adminEmail: admin.z%d.test., serial: 1, refresh: 3600, retry: 600, expire: 604800, negativeTtl: 86400}\n", i, i
+  printf "  nameServers:\n  - {hostname: ns1.z%d.test., ipv4Address: 192.0.2.1}\n", i
+  printf "  bind9InstancesFrom:\n  - selector: {matchLabels: {dns-role: primary}}\n  - selector: {matchLabels: {dns-role: secondary}}\n"
+  printf "  recordsFrom:\n  - selector: {matchLabels: {zone: z%d.test}}\n", i
+  printf "---\napiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+  printf "metadata: {name: www-z%d, namespace: dns-system, labels: {zone: z%d.test}}\n", i, i
+  printf "spec: {name: www, ipv4Addresses: [198.51.%d.%d]}\n", int(i/256)%256, i%256 } }' >"$work/zones.tmp"
+sample="0 $(( ZONES / 4 )) $(( ZONES / 2 )) $(( 3 * ZONES / 4 )) $(( ZONES - 1 ))"
+tz=$(now_ms)
+mv "$work/zones.tmp" "$man/03-zones.yaml"
+deadline=$(( tz + WAIT * 1000 ))
+pending=""
+for p in $P0 $P1 $S0 $S1; do for i in $sample; do pending="$pending $p:$i"; done; done
+while [ "$(now_ms)" -lt "$deadline" ] && [ -n "$pending" ]; do
+  still=""
+  for pi in $pending; do
+    p=${pi%:*} i=${pi#*:}
+    q "$p" "www.z$i.test" A | grep -qx -- "198.51.$(( i / 256 % 256 )).$(( i % 256 ))" || still="$still $pi"
+  done
+  pending=$still
+done
+[ -z "$pending" ] || { echo "bench_e2e: zones not served after ${WAIT}s (port:zone):$pending" >&2; exit 1; }
+echo "BENCH e2e_${ZONES}_zones_all_served $(secs $(( $(now_ms) - tz ))) s"
