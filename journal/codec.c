@@ -247,6 +247,14 @@ static void wr_hdr(jnl__buf_t *b, int kind, size_t n)
 
 static void wr_str(jnl__buf_t *b, const void *s, size_t n)
 {
+    if (n < 32 && b->ret == 0 && n + 1 <= b->cap - b->len) {
+        /* fixstr with room: the common case, inline. */
+        uint8_t *p = b->p + b->len;
+        p[0] = (uint8_t)(0xa0 | n);
+        memcpy(p + 1, s, n);
+        b->len += n + 1;
+        return;
+    }
     wr_hdr(b, H_STR, n);
     jnl__buf_put(b, s, n);
 }
@@ -364,11 +372,27 @@ static inline bool utf8_valid(const uint8_t *s, size_t n, bool nonul)
     const uint64_t hi = UINT64_C(0x8080808080808080), lo = UINT64_C(0x0101010101010101);
     uint64_t acc = 0, zero = 0;
     size_t i = 0;
+    if (!nonul) {
+        /* Long strings: four words per step (no NUL check to do). */
+        for (; i + 32 <= n; i += 32) {
+            uint64_t w[4];
+            memcpy(w, s + i, sizeof(w));
+            acc |= w[0] | w[1] | w[2] | w[3];
+        }
+    }
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
         acc |= w;
         zero |= (w - lo) & ~w & hi;
+    }
+    if (i < n && n >= 8) {
+        /* The last word, overlapping bytes already seen (harmless for OR and NUL tests). */
+        uint64_t w;
+        memcpy(&w, s + n - 8, 8);
+        acc |= w;
+        zero |= (w - lo) & ~w & hi;
+        i = n;
     }
     uint8_t tail = 0, tzero = 0;
     for (; i < n; i++) {

@@ -351,9 +351,15 @@ static int commit_batch(jnl_t *j, jnl__op_t *batch, commit_out_t *out, bd_err_t 
         memcpy(prev, j->committed_hash, JNL_HASH_LEN);
         out->seq = j->committed_seq;
         out->time = j->committed_time;
+        MDB_cursor *ecur = NULL, *tcur = NULL;
         int rc = jnl__wtxn_begin(j, &txn);
         if (rc != 0)
             return jnl__mdb_err(j, rc, err, "begin commit");
+        /* One cursor per appended-to database for the whole batch instead of a fresh
+         * cursor per put. */
+        rc = mdb_cursor_open(txn, j->db_events, &ecur);
+        if (rc == 0)
+            rc = mdb_cursor_open(txn, j->db_time, &tcur);
         for (jnl__op_t *op = batch; op != NULL && rc == 0; op = op->next) {
             if (op->seq == 0) {
                 rc = put(txn, j->db_meta, op->key, op->klen, op->val, op->vlen, 0);
@@ -361,9 +367,11 @@ static int commit_batch(jnl_t *j, jnl__op_t *batch, commit_out_t *out, bd_err_t 
             }
             memcpy(prev, op->val + op->vlen - JNL_HASH_LEN, JNL_HASH_LEN);
             jnl__be64(key, op->seq);
-            rc = mdb_put(txn, j->db_events, &(MDB_val){8, key},
-                         &(MDB_val){op->vlen, op->val}, MDB_APPEND);
+            rc = mdb_cursor_put(ecur, &(MDB_val){8, key}, &(MDB_val){op->vlen, op->val},
+                                MDB_APPEND);
             if (rc == MDB_KEYEXIST) {
+                mdb_cursor_close(tcur);
+                mdb_cursor_close(ecur);
                 mdb_txn_abort(txn);
                 pthread_rwlock_unlock(&j->maplock);
                 return bd_err_set(err, BD_EIO,
@@ -375,7 +383,9 @@ static int commit_batch(jnl_t *j, jnl__op_t *batch, commit_out_t *out, bd_err_t 
                 break;
             jnl__be64(key, op->time);
             jnl__be64(key + 8, op->seq);
-            rc = put(txn, j->db_time, key, 16, "", 0, MDB_APPEND);
+            rc = mdb_cursor_put(tcur, &(MDB_val){16, key}, &(MDB_val){0, ""}, MDB_APPEND);
+            if (rc == MDB_KEYEXIST) /* not strictly after the last key: plain insert */
+                rc = mdb_cursor_put(tcur, &(MDB_val){16, key}, &(MDB_val){0, ""}, 0);
             if (rc == 0 && op->klen > 0) {
                 jnl__be64(key, op->seq >> JNL__EPOCH_SHIFT);
                 memcpy(key + 8, op->key, op->klen);
@@ -390,6 +400,10 @@ static int commit_batch(jnl_t *j, jnl__op_t *batch, commit_out_t *out, bd_err_t 
             jnl__head_value(head, out->seq, prev, out->time);
             rc = put(txn, j->db_meta, "head", 4, head, sizeof(head), 0);
         }
+        if (tcur != NULL)
+            mdb_cursor_close(tcur);
+        if (ecur != NULL)
+            mdb_cursor_close(ecur);
         rc = jnl__wtxn_end(j, txn, rc);
         if (rc == MDB_MAP_FULL) {
             if (jnl__grow(j, j->append_ceiling) == 0)

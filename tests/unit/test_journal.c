@@ -1071,8 +1071,10 @@ static void test_group_commit(void **state)
     assert_int_equal(s.fails, 0);
     /* Batches: far fewer reports than events (64 per batch at most), at least one. */
     assert_true(s.calls >= 1 && s.calls < 1000);
-    /* Appending never waited for the disk: 1000 appends well under a second. */
-    assert_true(t0 < 1000000000ull);
+    /* Appending never waited for the disk: 1000 durable commits would take seconds on a
+     * real disk, 1000 appends take milliseconds. The bound is generous so that a loaded
+     * CI machine cannot fail it; a blocking append would still exceed it on disk. */
+    assert_true(t0 < 5000000000ull);
     assert_int_equal(jnl_committed_seq(j), 1000);
     jnl_close(j);
     ev_loop_destroy(loop);
