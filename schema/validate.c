@@ -510,6 +510,8 @@ static void walk_number(walk_t *w, const json_t *schema, const json_t *v, const 
         val_report_add(w->rep, VAL_ERROR, path, "%s is above the maximum %.0f", shown, json_number_value(mx));
 }
 
+static int key_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 static void walk_object(walk_t *w, const json_t *schema, json_t *v, char *path, char *spath, int depth)
 {
     const json_t *props = json_object_get(schema, "properties");
@@ -543,12 +545,7 @@ static void walk_object(walk_t *w, const json_t *schema, json_t *v, char *path, 
     }
     size_t nkeys = 0;
     json_object_foreach(v, key, sub) keys[nkeys++] = key;
-    for (size_t a = 1; a < nkeys; a++)
-        for (size_t b = a; b > 0 && strcmp(keys[b - 1], keys[b]) > 0; b--) {
-            const char *t = keys[b - 1];
-            keys[b - 1] = keys[b];
-            keys[b] = t;
-        }
+    bd_qsort(keys, nkeys, sizeof(*keys), key_cmp);
     for (size_t k = 0; k < nkeys; k++) {
         key = keys[k];
         /* metadata is the API server's business (check_metadata), not the schema's, and

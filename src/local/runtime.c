@@ -139,12 +139,15 @@ static const proj_instance_t *instance_by_key(lrt_t *rt, const char *key)
     return NULL;
 }
 
-/* The endpoints of every replica of the instances in keys. */
+/* The endpoints of every replica of the instances in keys, at most cap (a warning says
+ * when more would be needed: named.conf lists are bounded). */
 static size_t endpoints_of(lrt_t *rt, const res_strv_t *keys, bind_endpoint_t *out, size_t cap)
 {
     size_t n = 0;
     for (size_t k = 0; k < keys->n; k++) {
         const proj_instance_t *in = instance_by_key(rt, keys->v[k]);
+        if (in && n + (size_t)in->res->u.instance.replicas > cap)
+            bd_warn("Bind9Instance %s: only the first %zu upstream/downstream servers are configured", in->key, cap);
         for (int r = 0; in && r < in->res->u.instance.replicas && n < cap; r++) {
             replica_t *rep = replica_get(rt, in->key, r);
             if (rep)
