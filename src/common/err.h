@@ -30,6 +30,7 @@
     X(AUTH, "authentication failed")                                        \
     X(UNAVAIL, "service unavailable")                                       \
     X(CANCELED, "canceled")                                                 \
+    X(GONE, "gone (resource version expired)")                              \
     X(INTERNAL, "internal error")
 
 enum {

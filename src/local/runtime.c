@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "applier.h"
+#include "fs.h"
 #include "hmap.h"
+#include "keys.h"
 #include "log.h"
 #include "manifests.h"
 #include "render.h"
@@ -46,7 +48,7 @@ struct lrt {
     loc_sup_t *sup;
     app_t *app;
     bind_server_key_t xfr;
-    char xfr_b64[128], rndc_b64[128];
+    char xfr_b64[BIND_KEY_B64_MAX], rndc_b64[BIND_KEY_B64_MAX];
     bd_hmap_t *replicas; /* key -> replica_t */
     bd_hmap_t *statuses; /* "Kind/ns/name" whose status changed during a catch-up */
     bd_hmap_t *verify;   /* zone -> (uintptr_t) serial to confirm on its servers */
@@ -60,50 +62,11 @@ struct lrt {
 
 /* ---- files and keys --------------------------------------------------------------- */
 
-static int mkdirs(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0750) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-/* The transfer and rndc keys, generated once and kept in STATE/keys (0600). */
 static int load_keys(lrt_t *rt, bd_err_t *err)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/keys", rt->o.state_dir);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        int ok = fscanf(f, "xfr %127s\nrndc %127s\n", rt->xfr_b64, rt->rndc_b64) == 2;
-        fclose(f);
-        if (ok && bind_server_key_from_b64(&rt->xfr, BIND_XFR_KEY_NAME, BIND_SERVER_HMAC_SHA256, rt->xfr_b64) == BD_OK)
-            return BD_OK;
-        return bd_err_set(err, BD_ECORRUPT, "%s: not a bindy keys file; remove it to generate new keys", path);
-    }
-    bind_server_key_t rndc;
-    if (bind_server_key_generate(&rt->xfr, BIND_XFR_KEY_NAME, BIND_SERVER_HMAC_SHA256) != BD_OK ||
-        bind_server_key_generate(&rndc, BIND_RNDC_KEY_NAME, BIND_SERVER_HMAC_SHA256) != BD_OK ||
-        bind_server_key_b64(&rt->xfr, rt->xfr_b64, sizeof(rt->xfr_b64)) != BD_OK ||
-        bind_server_key_b64(&rndc, rt->rndc_b64, sizeof(rt->rndc_b64)) != BD_OK)
-        return bd_err_set(err, BD_EINTERNAL, "cannot generate keys");
-    bind_server_key_wipe(&rndc);
-    umask(077);
-    f = fopen(path, "w");
-    umask(022);
-    if (f == NULL)
-        return bd_err_set(err, BD_EIO, "%s: %s", path, strerror(errno));
-    fprintf(f, "xfr %s\nrndc %s\n", rt->xfr_b64, rt->rndc_b64);
-    if (fclose(f) != 0)
-        return bd_err_set(err, BD_EIO, "%s: %s", path, strerror(errno));
-    return BD_OK;
+    return bind_keys_load(path, &rt->xfr, rt->xfr_b64, rt->rndc_b64, err);
 }
 
 /* ---- runtime: named processes ------------------------------------------------------ */
@@ -601,10 +564,8 @@ int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
         rc = bd_err_set(err, BD_EINVAL, "%s: not a directory of manifests", opts->manifests);
         goto out;
     }
-    if (mkdirs(rt.named_dir) != 0) {
-        rc = bd_err_set(err, BD_EIO, "%s: %s", rt.named_dir, strerror(errno));
+    if ((rc = bd_mkdirs(rt.named_dir, 0750, err)) != BD_OK)
         goto out;
-    }
     if ((rc = load_keys(&rt, err)) != BD_OK)
         goto out;
     jnl_opts_t jo;

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "hmap.h"
 #include "log.h"
 
@@ -121,35 +122,6 @@ static char *path_join(const char *dir, const char *name)
     s[a] = '/';
     memcpy(s + a + 1, name, b + 1);
     return s;
-}
-
-/* mkdir -p; the directories it creates get `mode`. */
-static int mkdir_p(const char *path, mode_t mode, bd_err_t *err)
-{
-    char *tmp = strdup(path);
-    int rc = 0;
-    struct stat st;
-
-    if (tmp == NULL)
-        return bd_err_set(err, BD_ENOMEM, "out of memory");
-    for (char *s = tmp + 1;; s++) {
-        bool end = *s == '\0';
-        if (*s != '/' && !end)
-            continue;
-        *s = '\0';
-        if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
-            rc = bd_err_set(err, BD_EIO, "mkdir %s: %s", tmp, strerror(errno));
-            goto cleanup;
-        }
-        if (end)
-            break;
-        *s = '/';
-    }
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        rc = bd_err_set(err, BD_EIO, "%s is not a directory", path);
-cleanup:
-    free(tmp);
-    return rc;
 }
 
 /* Write len bytes to dir/name atomically (dir/.name.tmp, then rename), mode 0600. */
@@ -752,7 +724,7 @@ static int restore_files(proc_t *p, bd_err_t *err)
     struct stat st;
     if (stat(p->conf_path, &st) == 0)
         return 0;
-    int rc = mkdir_p(p->dir, 0750, err);
+    int rc = bd_mkdirs(p->dir, 0750, err);
     if (rc == 0)
         rc = write_atomic(p->dir, "named.conf", p->conf, strlen(p->conf), err);
     for (size_t i = 0; rc == 0 && i < p->nfiles; i++)
@@ -1096,7 +1068,7 @@ static int write_all(proc_t *p, const char *dir, const loc_proc_spec_t *spec, bd
     size_t n = 0;
     int rc;
 
-    rc = mkdir_p(dir, 0750, err);
+    rc = bd_mkdirs(dir, 0750, err);
     if (rc != 0)
         goto cleanup;
     conf = strdup(spec->conf);
@@ -1139,7 +1111,7 @@ static int write_changes(proc_t *p, const loc_proc_spec_t *spec, bool *changed, 
     int rc;
 
     *changed = false;
-    rc = mkdir_p(p->dir, 0750, err);
+    rc = bd_mkdirs(p->dir, 0750, err);
     if (rc != 0)
         return rc;
     if (strcmp(p->conf, spec->conf) != 0) {

@@ -130,6 +130,9 @@ void bd_apiserver_log_clear(bd_apiserver_t *s);
  * its resources). Returns 0, BD_EPARSE, BD_ENOTFOUND (unknown kind or namespace),
  * BD_EEXISTS, BD_EINVAL (rejected; err says why). */
 int bd_apiserver_create(bd_apiserver_t *s, const char *json, bd_err_t *err);
+/* Register every *.yaml CustomResourceDefinition in dir (e.g. the project's schema/crds),
+ * in name order. Returns 0 or the first error (err names the file). */
+int bd_apiserver_load_crds(bd_apiserver_t *s, const char *dir, bd_err_t *err);
 /* The stored object as JSON text (malloc'd) or NULL when absent. group "" is core;
  * resource is the plural; ns NULL for cluster-scoped. */
 char *bd_apiserver_get(bd_apiserver_t *s, const char *group, const char *resource,
