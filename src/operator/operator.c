@@ -1,0 +1,361 @@
+#include "operator.h"
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "applier.h"
+#include "client.h"
+#include "fs.h"
+#include "keys.h"
+#include "kube.h"
+#include "leader.h"
+#include "log.h"
+#include "obs.h"
+#include "server.h"
+
+/* The label the leader puts on its own pod; the hidden-primary Service selects it. */
+#define OP_LEADER_LABEL "bindy.firestoned.io/hidden-primary"
+
+typedef struct op {
+    struct ev_loop *loop;
+    op_opts_t o;
+    char *journal_dir;
+    char *pod_ns;            /* this replica's pod: lec.identity in POD_NAMESPACE */
+    jnl_t *j;
+    proj_t *p;
+    bind_zonedb_t *db;
+    bind_server_t *srv;
+    app_t *app;
+    bind_server_key_t xfr;
+    char xfr_b64[BIND_KEY_B64_MAX], rndc_b64[BIND_KEY_B64_MAX];
+    k8s_config_t *cfg;
+    k8s_client_t *kc;
+    ksrc_t *src;
+    le_config_t lec;
+    le_t *le;
+    obs_t *obs;
+    obs_series_t *m[OBS_METRIC_COUNT]; /* unlabelled operator metrics */
+    obs_series_t *m_apply_hp;          /* bindy_apply_operations_total{target="hidden-primary"} */
+    k8s_client_stats_t last_kc;        /* counters already added to the metrics */
+    ksrc_stats_t last_src;
+    k8s_call_t *label_call;            /* the label patch in flight */
+    bool label_want, label_sent;
+    bool stopping;
+    double event_t0;                   /* when the event being applied started (reconcile) */
+    ev_signal sigint, sigterm;
+    ev_timer tick, stop_timer;
+} op_t;
+
+/* ---- journal -> projector -> hidden primary ------------------------------------------- */
+
+static void on_applied(void *arg, const jnl_event_t *ev, const proj_changes_t *ch)
+{
+    op_t *op = arg;
+    double t = ev_time();
+    obs_hist_observe(op->m[OBS_RECONCILE_DURATION], t - op->event_t0);
+    op->event_t0 = t;
+    obs_counter_add(op->m_apply_hp, ch->nzones);
+    for (size_t i = 0; i < ch->nzones; i++) {
+        const proj_zone_change_t *c = &ch->zones[i];
+        bd_debug("%s %s/%s %s: zone %s%s serial %u", ev->kind, ev->ns, ev->name, jnl_type_name(ev->type),
+                 c->zone, c->deleted ? " deleted," : "", c->serial);
+    }
+}
+
+static void on_commit(jnl_t *j, uint64_t committed, int status, void *arg)
+{
+    op_t *op = arg;
+    if (status != BD_OK) {
+        bd_error("journal %s: commit failed: %s", op->journal_dir, bd_strerror(status));
+        return;
+    }
+    size_t n = 0;
+    bd_err_t err;
+    op->event_t0 = ev_time();
+    if (app_catch_up(op->app, &n, &err) != BD_OK)
+        bd_error("apply: %s", err.msg);
+    obs_gauge_set(op->m[OBS_JOURNAL_LAST_SEQ], (double)committed);
+    if (n > 0)
+        bd_debug("applied %zu events (journal at seq %llu)", n, (unsigned long long)committed);
+}
+
+/* ---- the leader label on our own pod --------------------------------------------------- */
+
+static const k8s_res_t pods_res = {"", "v1", "pods", "Pod", true};
+
+/* One label patch in flight at a time, so a quick lead-then-lose cannot land out of order;
+ * when it completes, the latest wish is sent if it differs. The first patch (clearing the
+ * label at start) gates le_start, so it can never overtake a leader's "true". */
+static void send_label(op_t *op);
+static void start_election(op_t *op);
+
+static void on_label_done(void *arg, const k8s_resp_t *r)
+{
+    op_t *op = arg;
+    op->label_call = NULL;
+    if (r->code == BD_ENOTFOUND)
+        bd_debug("pod %s/%s not found: not running in a pod, no leader label", op->pod_ns, op->lec.identity);
+    else if (r->code != BD_OK)
+        bd_warn("pod %s/%s: cannot set the label %s: %s", op->pod_ns, op->lec.identity, OP_LEADER_LABEL, r->message);
+    if (op->le == NULL && !op->stopping)
+        start_election(op);
+    else if (op->label_sent != op->label_want)
+        send_label(op);
+}
+
+static void send_label(op_t *op)
+{
+    if (op->label_call != NULL)
+        return;
+    op->label_sent = op->label_want;
+    json_t *patch = json_pack("{s:{s:{s:o}}}", "metadata", "labels", OP_LEADER_LABEL,
+                              op->label_want ? json_string("true") : json_null());
+    if (patch == NULL || k8s_merge_patch(op->kc, &pods_res, op->pod_ns, op->lec.identity, NULL, patch,
+                                         on_label_done, op, &op->label_call) != BD_OK)
+        bd_warn("pod %s/%s: cannot patch the label %s", op->pod_ns, op->lec.identity, OP_LEADER_LABEL);
+    json_decref(patch);
+}
+
+static void set_leader_label(op_t *op, bool leader)
+{
+    op->label_want = leader;
+    send_label(op);
+}
+
+/* ---- leadership ------------------------------------------------------------------------ */
+
+static void leading(op_t *op, bool on)
+{
+    /* only the leader is the hidden primary: standbys refuse transfers */
+    bind_server_set_serving(op->srv, on);
+    obs_gauge_set(op->m[OBS_LEADER], on ? 1 : 0);
+    obs_counter_inc(op->m[OBS_LEADER_TRANSITIONS]);
+    if (op->lec.identity[0])
+        set_leader_label(op, on);
+}
+
+static void on_started_leading(void *arg)
+{
+    leading(arg, true);
+}
+
+static void on_stopped_leading(void *arg)
+{
+    leading(arg, false);
+}
+
+static void on_new_leader(void *arg, const char *identity)
+{
+    if (identity[0])
+        bd_info("current leader: %s", identity);
+}
+
+/* ---- health, readiness and metrics (once a second) -------------------------------------- */
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    op_t *op = w->data;
+    obs_heartbeat(op->obs);
+    bool synced = op->src && ksrc_synced(op->src);
+    obs_ready_set(op->obs, "watch", synced, synced ? NULL : "list+watch not caught up with the API server");
+
+    ksrc_stats_t ss;
+    if (op->src) {
+        ksrc_stats(op->src, &ss);
+        obs_counter_add(op->m[OBS_WATCH_EVENTS], ss.appended - op->last_src.appended);
+        obs_counter_add(op->m[OBS_WATCH_RELISTS], ss.relists - op->last_src.relists);
+        op->last_src = ss;
+    }
+    k8s_client_stats_t ks;
+    k8s_client_stats(op->kc, &ks);
+    obs_counter_add(op->m[OBS_KUBE_REQUESTS], ks.calls - op->last_kc.calls);
+    obs_counter_add(op->m[OBS_KUBE_THROTTLED], ks.throttled - op->last_kc.throttled);
+    op->last_kc = ks;
+
+    jnl_stats_t js;
+    bd_err_t err;
+    if (jnl_stats(op->j, &js, &err) == BD_OK) {
+        obs_gauge_set(op->m[OBS_JOURNAL_SIZE_BYTES], (double)js.used_bytes);
+        obs_gauge_set(op->m[OBS_JOURNAL_MAP_USED_RATIO],
+                      js.map_limit ? (double)js.used_bytes / (double)js.map_limit : 0);
+    }
+}
+
+/* ---- stopping ----------------------------------------------------------------------- */
+
+static void on_released(void *arg, int code)
+{
+    op_t *op = arg;
+    if (code != BD_OK)
+        bd_warn("lease %s: not released (%s); it expires by itself", op->lec.lease_name, bd_strerror(code));
+    ev_break(op->loop, EVBREAK_ALL);
+}
+
+static void on_stop_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    bd_warn("stopping took too long: exiting without waiting");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    op_t *op = w->data;
+    if (op->stopping) {
+        bd_warn("second signal: stopping now");
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    op->stopping = true;
+    bd_info("stopping");
+    /* the watch stops first: nothing new to apply; what was in flight is done (applying
+     * is synchronous on this loop), so the lease can go at once */
+    ksrc_stop(op->src);
+    op->src = NULL;
+    ev_timer_start(loop, &op->stop_timer);
+    if (op->le == NULL || le_release(op->le, 0, on_released, op) != BD_OK)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void start_election(op_t *op)
+{
+    le_hooks_t lh = {on_started_leading, on_stopped_leading, on_new_leader};
+    bd_err_t err;
+    if (le_start(op->loop, op->kc, &op->lec, &lh, op, &op->le, &err) != BD_OK) {
+        bd_error("leader election: %s", err.msg);
+        ev_break(op->loop, EVBREAK_ALL);
+    }
+}
+
+int op_run(const op_opts_t *opts, bd_err_t *err)
+{
+    op_t op = {.loop = EV_DEFAULT, .o = *opts};
+    int rc = BD_OK;
+    char path[4096];
+
+    if (op.o.address == NULL)
+        op.o.address = "0.0.0.0";
+    if (op.o.dns_port < 0)
+        op.o.dns_port = 5353;
+    ev_signal_init(&op.sigint, on_signal, SIGINT);
+    ev_signal_init(&op.sigterm, on_signal, SIGTERM);
+    ev_timer_init(&op.tick, on_tick, 0., 1.);
+    ev_timer_init(&op.stop_timer, on_stop_timeout, 15., 0.);
+    op.sigint.data = op.sigterm.data = op.tick.data = op.stop_timer.data = &op;
+
+    /* configuration first: a bad variable is reported before anything starts */
+    if ((rc = le_config_from_env(&op.lec, err)) != BD_OK)
+        goto out;
+    obs_opts_t oo;
+    obs_opts_init(&oo);
+    if ((rc = obs_opts_from_env(&oo, err)) != BD_OK || (rc = obs_new(&oo, &op.obs, err)) != BD_OK)
+        goto out;
+    for (int i = 0; i < OBS_METRIC_COUNT; i++)
+        op.m[i] = obs_metric(op.obs, (obs_metric_t)i);
+    op.m_apply_hp = obs_metric_for(op.obs, OBS_APPLY_OPERATIONS, "hidden-primary");
+    obs_ready_set(op.obs, "journal", false, "not open");
+    obs_ready_set(op.obs, "watch", false, "not started");
+    if ((rc = obs_start(op.obs, err)) != BD_OK)
+        goto out;
+
+    if ((rc = bd_mkdirs(op.o.state_dir, 0750, err)) != BD_OK)
+        goto out;
+    snprintf(path, sizeof(path), "%s/keys", op.o.state_dir);
+    if ((rc = bind_keys_load(path, &op.xfr, op.xfr_b64, op.rndc_b64, err)) != BD_OK)
+        goto out;
+    if (asprintf(&op.journal_dir, "%s/journal", op.o.state_dir) < 0) {
+        rc = bd_err_set(err, BD_ENOMEM, "out of memory");
+        goto out;
+    }
+
+    /* the cluster first: a missing configuration is the likeliest mistake */
+    if ((rc = k8s_config_load(opts->context, &op.cfg, err)) != BD_OK)
+        goto out;
+    const char *pod_ns = getenv("POD_NAMESPACE");
+    if ((op.pod_ns = strdup(pod_ns && pod_ns[0] ? pod_ns : op.cfg->ns ? op.cfg->ns : "default")) == NULL) {
+        rc = bd_err_set(err, BD_ENOMEM, "out of memory");
+        goto out;
+    }
+
+    jnl_opts_t jo;
+    jnl_opts_init(&jo);
+    jo.flags = JNL_OPEN_CREATE;
+    if ((rc = jnl_open(op.journal_dir, &jo, &op.j, err)) != BD_OK || (rc = proj_new(NULL, &op.p, err)) != BD_OK)
+        goto out;
+    if ((rc = bind_zonedb_new(&op.db, NULL)) != BD_OK) {
+        bd_err_set(err, rc, "zone store: %s", bd_strerror(rc));
+        goto out;
+    }
+    /* standbys refuse transfers: only the leader is the hidden primary */
+    bind_server_config_t sc = {.address = op.o.address, .port = (uint16_t)op.o.dns_port, .xfr_key = &op.xfr, .serving = false};
+    if ((rc = bind_server_new(&op.srv, op.loop, op.db, &sc, err)) != BD_OK)
+        goto out;
+    app_hooks_t hooks = {on_applied};
+    if ((rc = app_new(op.j, op.p, op.db, &hooks, &op, &op.app, err)) != BD_OK)
+        goto out;
+    size_t replayed = 0;
+    if ((rc = app_catch_up(op.app, &replayed, err)) != BD_OK)
+        goto out;
+    if (replayed)
+        bd_info("replayed %zu journal events from %s", replayed, op.journal_dir);
+    obs_ready_set(op.obs, "journal", true, NULL);
+    if ((rc = jnl_set_commit_cb(op.j, op.loop, on_commit, &op)) != BD_OK) {
+        bd_err_set(err, rc, "journal %s: cannot watch commits", op.journal_dir);
+        goto out;
+    }
+
+    k8s_client_opts_t ko;
+    k8s_client_opts_init(&ko);
+    char ua[300];
+    /* the pod in the user agent: the API server's audit log then says which replica wrote */
+    snprintf(ua, sizeof(ua), "bindy/%s (%s)", BINDY_VERSION, op.lec.identity[0] ? op.lec.identity : "unknown");
+    ko.user_agent = ua;
+    if ((rc = k8s_client_new(op.loop, op.cfg, &ko, &op.kc, err)) != BD_OK)
+        goto out;
+    bd_info("API server %s (%s); hidden primary on %s:%u; journal %s; health on port %u", op.cfg->server,
+            op.cfg->origin, op.o.address, bind_server_port(op.srv), op.journal_dir, obs_port(op.obs));
+    /* whoever led before, it is not us now: clear our pod's label, then elect */
+    if (op.lec.identity[0]) {
+        op.label_sent = true;
+        set_leader_label(&op, false);
+    } else {
+        start_election(&op);
+    }
+
+    ksrc_opts_t so;
+    if ((rc = ksrc_opts_from_env(&so, err)) != BD_OK || (rc = ksrc_start(op.kc, op.j, &so, &op.src, err)) != BD_OK)
+        goto out;
+
+    ev_signal_start(op.loop, &op.sigint);
+    ev_signal_start(op.loop, &op.sigterm);
+    ev_timer_start(op.loop, &op.tick);
+    ev_run(op.loop, 0);
+    bd_info("stopped");
+out:
+    ev_signal_stop(op.loop, &op.sigint);
+    ev_signal_stop(op.loop, &op.sigterm);
+    ev_timer_stop(op.loop, &op.tick);
+    ev_timer_stop(op.loop, &op.stop_timer);
+    le_free(op.le);
+    k8s_call_cancel(op.label_call);
+    ksrc_stop(op.src);
+    k8s_client_free(op.kc);
+    if (op.j) {
+        bd_err_t ferr;
+        if (jnl_flush(op.j, &ferr) != BD_OK)
+            bd_error("journal %s: %s", op.journal_dir, ferr.msg);
+    }
+    app_free(op.app);
+    bind_server_free(op.srv);
+    bind_zonedb_free(op.db);
+    proj_free(op.p);
+    jnl_close(op.j);
+    k8s_config_free(op.cfg);
+    obs_free(op.obs);
+    bind_server_key_wipe(&op.xfr);
+    free(op.journal_dir);
+    free(op.pod_ns);
+    return rc;
+}

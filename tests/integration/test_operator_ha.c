@@ -1,0 +1,276 @@
+/*
+ * test_operator_ha.c - three `bindy run` operator processes against the API-server double:
+ * one leader, failover after SIGKILL and SIGTERM, a leader cut off from the API server
+ * stepping down before anyone else takes over, leaseTransitions, bad environment values.
+ * Lease timings: duration 3 s, renew deadline 2 s, retry period 1 s.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "op_harness.h"
+
+#define DUR 3
+#define RENEW 2
+#define RETRY 1
+
+static const char *bindy_path(void)
+{
+    const char *b = getenv("BINDY_BIN");
+    return b ? b : BINDY_BIN;
+}
+
+static oph_t *cluster(int n)
+{
+    oph_t *h = NULL;
+    bd_err_t err;
+    if (oph_new(bindy_path(), n, &h, &err) != BD_OK)
+        fail_msg("harness: %s", err.msg);
+    for (int i = 0; i < n; i++)
+        if (oph_start(h, i, DUR, RENEW, RETRY, NULL, &err) != BD_OK)
+            fail_msg("start op-%d: %s", i, err.msg);
+    return h;
+}
+
+static void dump_logs(oph_t *h, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "echo '--- op-%d'; tail -n 30 %s/op-%d.log", i, oph_dir(h), i);
+        if (system(cmd) != 0)
+            fprintf(stderr, "no log for op-%d\n", i);
+    }
+}
+
+static bool log_has(oph_t *h, int i, const char *text)
+{
+    return !isnan(oph_log_time(h, i, text));
+}
+
+static long transitions(oph_t *h)
+{
+    char holder[256];
+    long tr;
+    oph_lease(h, holder, sizeof(holder), &tr);
+    return tr;
+}
+
+/* Exactly one replica leads, says so in the seed's words, serves as hidden primary
+ * (bindy_leader 1) and carries the leader label on its pod; the others do not. */
+static void test_one_leader(void **state)
+{
+    oph_t *h = cluster(3);
+    int lead = oph_wait_holder(h, -1, 15);
+    if (lead < 0)
+        dump_logs(h, 3);
+    assert_true(lead >= 0);
+    /* every replica serves its metrics (slow starters under sanitizers) */
+    double end = oph_now() + 15;
+    for (int i = 0; i < 3; i++)
+        while (isnan(oph_metric(h, i, "bindy_leader")) && oph_now() < end)
+            usleep(50000);
+    /* give every replica time to observe, then check the claim for 3 s */
+    end = oph_now() + 3;
+    int checks = 0;
+    while (oph_now() < end) {
+        int leaders = 0;
+        for (int i = 0; i < 3; i++) {
+            double v = oph_metric(h, i, "bindy_leader");
+            assert_false(isnan(v));
+            if (v == 1)
+                leaders++;
+        }
+        assert_int_equal(oph_wait_holder(h, -1, 1), lead);
+        if (oph_now() > end - 2) { /* after the first second: standbys have settled */
+            assert_int_equal(leaders, 1);
+            assert_true(oph_metric(h, lead, "bindy_leader") == 1);
+            checks++;
+        }
+        usleep(200000);
+    }
+    assert_true(checks > 3);
+    for (int i = 0; i < 3; i++) {
+        assert_true(log_has(h, i, "INFO Attempting to acquire lease bindy-leader"));
+        assert_int_equal(oph_pod_labelled(h, i), i == lead);
+    }
+    assert_true(log_has(h, lead, "INFO Lease acquired, this instance is now the leader"));
+    assert_true(log_has(h, lead, "INFO Starting all operators"));
+    assert_int_equal(transitions(h), 0);
+    oph_free(h);
+}
+
+/* SIGKILL the leader: another takes over within LeaseDuration + RetryPeriod. */
+static void test_crash_failover(void **state)
+{
+    oph_t *h = cluster(3);
+    int lead = oph_wait_holder(h, -1, 15);
+    assert_true(lead >= 0);
+    sleep(1); /* standbys have observed the lease */
+    double t0 = oph_now();
+    oph_signal(h, lead, SIGKILL, true);
+    int next = oph_wait_holder(h, lead, DUR + RETRY + 5);
+    double dt = oph_now() - t0;
+    fprintf(stderr, "crash failover: op-%d -> op-%d in %.3f s\n", lead, next, dt);
+    if (next < 0)
+        dump_logs(h, 3);
+    assert_true(next >= 0);
+    assert_true(dt <= DUR + RETRY + 0.5);
+    assert_int_equal(transitions(h), 1);
+    /* the new leader labels its pod; the dead one's label is cleared by nobody, which is
+     * fine: its pod is gone in a cluster; here we check the new one has it */
+    double end = oph_now() + 3;
+    while (!oph_pod_labelled(h, next) && oph_now() < end)
+        usleep(20000);
+    assert_true(oph_pod_labelled(h, next));
+    oph_free(h);
+}
+
+/* SIGTERM the leader: it releases the lease and exits 0; a standby leads within 1 s. */
+static void test_graceful_failover(void **state)
+{
+    oph_t *h = cluster(3);
+    int lead = oph_wait_holder(h, -1, 15);
+    assert_true(lead >= 0);
+    sleep(1);
+    double t0 = oph_now();
+    oph_signal(h, lead, SIGTERM, false);
+    int next = oph_wait_holder(h, lead, 5);
+    double dt = oph_now() - t0;
+    fprintf(stderr, "graceful failover: op-%d -> op-%d in %.3f s\n", lead, next, dt);
+    if (next < 0 || dt > 1.0)
+        dump_logs(h, 3);
+    assert_true(next >= 0);
+    assert_true(dt <= 1.0);
+    int st = oph_signal(h, lead, 0, true);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(transitions(h), 1);
+    /* and once more, so transitions count every handover */
+    t0 = oph_now();
+    oph_signal(h, next, SIGTERM, true);
+    int third = oph_wait_holder(h, next, 5);
+    assert_true(third >= 0 && third != lead);
+    assert_int_equal(transitions(h), 2);
+    oph_free(h);
+}
+
+/* The first successful Lease write by replica i at or after wall time `after`, from the
+ * double's request log; NAN when none. */
+static double first_lease_write(oph_t *h, int i, double after)
+{
+    char ua[32];
+    snprintf(ua, sizeof(ua), "(op-%d)", i);
+    bd_apiserver_t *as = oph_apiserver(h);
+    size_t n = bd_apiserver_log_count(as);
+    for (size_t k = 0; k < n; k++) {
+        bd_apiserver_req_t r;
+        if (bd_apiserver_log_get(as, k, &r) != BD_OK || r.time < after)
+            continue;
+        if (strstr(r.user_agent, ua) && strstr(r.path, "/leases") && (r.status == 200 || r.status == 201) &&
+            (strcmp(r.verb, "update") == 0 || strcmp(r.verb, "create") == 0 || strcmp(r.verb, "patch") == 0))
+            return r.time;
+    }
+    return NAN;
+}
+
+/* Cut the leader off the API server: it stops leading (log, metric) before another
+ * replica's first Lease write, and after the cut is healed it never writes the Lease. */
+static void test_partition(void **state)
+{
+    oph_t *h = cluster(3);
+    int lead = oph_wait_holder(h, -1, 15);
+    assert_true(lead >= 0);
+    sleep(1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double cut = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    bd_proxy_set_mode(oph_proxy(h, lead), BD_PROXY_BLACKHOLE);
+    int next = oph_wait_holder(h, lead, DUR + RENEW + 10);
+    if (next < 0)
+        dump_logs(h, 3);
+    assert_true(next >= 0);
+    double lost = oph_log_time(h, lead, "WARN Leadership lost! Stopping all operators...");
+    double taken = first_lease_write(h, next, cut);
+    fprintf(stderr, "partition: op-%d stepped down %.3f s after the cut; op-%d wrote the lease %.3f s after it\n",
+            lead, lost - cut, next, taken - cut);
+    assert_false(isnan(lost));
+    assert_false(isnan(taken));
+    assert_true(lost < taken);
+    assert_true(lost - cut <= RENEW + 0.5);
+    /* the deposed leader reports it is not leading while still cut off */
+    assert_true(oph_metric(h, lead, "bindy_leader") == 0);
+    /* heal: the old leader observes the new holder and never writes the Lease */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double healed = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    bd_proxy_set_mode(oph_proxy(h, lead), BD_PROXY_PASS);
+    sleep(DUR + 1);
+    assert_true(isnan(first_lease_write(h, lead, healed)));
+    assert_int_equal(oph_wait_holder(h, -1, 1), next);
+    assert_int_equal(transitions(h), 1);
+    oph_free(h);
+}
+
+/* Bad leader-election settings stop the process at start with a message naming the
+ * variable. */
+static void expect_refused(const char *const *env, const char *needle)
+{
+    oph_t *h = NULL;
+    bd_err_t err;
+    if (oph_new(bindy_path(), 1, &h, &err) != BD_OK)
+        fail_msg("harness: %s", err.msg);
+    assert_int_equal(oph_start(h, 0, DUR, RENEW, RETRY, env, &err), BD_OK);
+    double end = oph_now() + 10;
+    while (oph_running(h, 0) && oph_now() < end)
+        usleep(20000);
+    bool still = oph_running(h, 0);
+    if (still)
+        oph_signal(h, 0, SIGKILL, true);
+    assert_false(still);
+    char path[256], buf[4096] = "";
+    snprintf(path, sizeof(path), "%s/op-0.log", oph_dir(h));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    if (strstr(buf, needle) == NULL)
+        fprintf(stderr, "expected \"%s\" in:\n%s\n", needle, buf);
+    assert_non_null(strstr(buf, needle));
+    oph_free(h);
+}
+
+static void test_bad_env(void **state)
+{
+    const char *e1[] = {"LEASE_DURATION_SECONDS=2", NULL}; /* == renew deadline */
+    expect_refused(e1, "LEASE_DURATION_SECONDS");
+    const char *e2[] = {"LEASE_RETRY_PERIOD_SECONDS=abc", NULL};
+    expect_refused(e2, "LEASE_RETRY_PERIOD_SECONDS");
+    const char *e3[] = {"ENABLE_LEADER_ELECTION=maybe", NULL};
+    expect_refused(e3, "ENABLE_LEADER_ELECTION");
+    const char *e4[] = {"BINDY_LEASE_RENEW_DEADLINE_SECONDS=1", NULL}; /* 1 <= 1.2 x retry */
+    expect_refused(e4, "LEASE_RENEW_DEADLINE_SECONDS");
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_env),
+        cmocka_unit_test(test_one_leader),
+        cmocka_unit_test(test_crash_failover),
+        cmocka_unit_test(test_graceful_failover),
+        cmocka_unit_test(test_partition),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
