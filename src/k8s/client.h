@@ -67,6 +67,9 @@ int k8s_client_new(struct ev_loop *loop, const k8s_config_t *cfg, const k8s_clie
 /* Cancel every call in flight (no callbacks) and free. NULL is a no-op. */
 void k8s_client_free(k8s_client_t *c);
 
+/* The loop the client runs on (borrowed), for callers that keep timers beside it. */
+struct ev_loop *k8s_client_loop(const k8s_client_t *c);
+
 typedef struct k8s_client_stats {
     uint64_t calls;      /* calls started (each retry counts once more) */
     uint64_t errors;     /* calls completed with code != BD_OK */

@@ -436,3 +436,8 @@ void k8s_client_free(k8s_client_t *c)
 }
 
 void k8s_client_stats(const k8s_client_t *c, k8s_client_stats_t *st) { *st = c->st; }
+
+struct ev_loop *k8s_client_loop(const k8s_client_t *c)
+{
+    return c->loop;
+}

@@ -27,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client_int.h" /* the client's loop: client.h has no accessor */
 #include "log.h"
 
 #define REFL_PAGE_SIZE 500u
@@ -497,7 +496,7 @@ int k8s_refl_start(k8s_client_t *c, const k8s_refl_opts_t *o, const k8s_refl_hoo
     if (r == NULL)
         return bd_err_set(err, BD_ENOMEM, "out of memory");
     r->c = c;
-    r->loop = c->loop;
+    r->loop = k8s_client_loop(c);
     r->res = o->res;
     if (r->res.group == NULL)
         r->res.group = "";
@@ -576,7 +575,3 @@ bool k8s_refl_synced(const k8s_refl_t *r)
     return r->synced;
 }
 
-struct ev_loop *k8s_refl_loop(const k8s_refl_t *r)
-{
-    return r->loop;
-}

@@ -74,8 +74,5 @@ void k8s_refl_stop(k8s_refl_t *r);
 /* The last resourceVersion delivered (list, event or bookmark); "" before any. */
 const char *k8s_refl_rv(const k8s_refl_t *r);
 bool k8s_refl_synced(const k8s_refl_t *r);
-/* The libev loop the reflector (its client) runs on, for consumers that need their own
- * timers on it: client.h has no accessor for the client's loop. */
-struct ev_loop *k8s_refl_loop(const k8s_refl_t *r);
 
 #endif

@@ -692,7 +692,7 @@ int ksrc_start(k8s_client_t *c, jnl_t *j, const ksrc_opts_t *o, ksrc_t **out, bd
         if (rc != BD_OK)
             goto fail;
     }
-    s->loop = k8s_refl_loop(s->refs[0].r);
+    s->loop = k8s_client_loop(c);
     ev_timer_init(&s->retry, on_retry, KSRC_RETRY_BUSY_S, 0.);
     s->retry.data = s;
     s->retry_init = true;
