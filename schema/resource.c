@@ -471,7 +471,6 @@ int res_from_json(json_t *obj, res_t **out, bd_err_t *err)
     if (res == NULL)
         return bd_err_set(err, BD_ENOMEM, "out of memory");
     res->kind = kind;
-    res->raw = json_incref(obj);
 
     rd_t r = {err, BD_OK};
     const json_t *meta = json_object_get(obj, "metadata");
@@ -608,6 +607,5 @@ void res_free(res_t *res)
         record_deinit(res->kind, &res->u.record);
         break;
     }
-    json_decref(res->raw);
     free(res);
 }

@@ -140,7 +140,6 @@ typedef struct {
 typedef struct res {
     res_kind_t kind;
     res_meta_t meta;
-    json_t *raw; /* the object as validated (owned reference) */
     union {
         res_cluster_t cluster;
         res_instance_t instance;

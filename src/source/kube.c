@@ -41,7 +41,8 @@
 
 typedef struct kobj {
     char *rv, *uid;
-    json_t *obj; /* the last version journaled (one reference) */
+    char *last;  /* the last version journaled, compact JSON: a relist that finds the object
+                  * gone journals it with its DELETED (a parsed tree would cost ~7x) */
     uint64_t seen; /* list generation that saw it */
 } kobj_t;
 
@@ -262,8 +263,14 @@ static void kobj_free(kobj_t *o)
         return;
     free(o->rv);
     free(o->uid);
-    json_decref(o->obj);
+    free(o->last);
     free(o);
+}
+
+/* The last version journaled, parsed (new reference), or NULL. */
+static json_t *kobj_last(const kobj_t *o)
+{
+    return o->last ? json_loads(o->last, 0, NULL) : NULL;
 }
 
 static char *obj_key(const char *ns, const char *name)
@@ -279,23 +286,27 @@ static bool kobj_set(kref_t *f, const char *key, kobj_t *have, const char *rv, c
 {
     kobj_t *o = have;
     char *nrv = strdup(rv ? rv : ""), *nuid = uid ? strdup(uid) : NULL;
-    if (nrv == NULL || (uid && nuid == NULL) || (o == NULL && (o = calloc(1, sizeof(*o))) == NULL)) {
+    char *nlast = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    if (nrv == NULL || (uid && nuid == NULL) || (obj && nlast == NULL) ||
+        (o == NULL && (o = calloc(1, sizeof(*o))) == NULL)) {
         free(nrv);
         free(nuid);
+        free(nlast);
         return oom("object map");
     }
     if (have == NULL && bd_hmap_put(f->objs, key, o, NULL) != BD_OK) {
         free(nrv);
         free(nuid);
+        free(nlast);
         free(o);
         return oom("object map");
     }
     free(o->rv);
     free(o->uid);
-    json_decref(o->obj);
+    free(o->last);
     o->rv = nrv;
     o->uid = nuid;
-    o->obj = json_incref(obj);
+    o->last = nlast;
     o->seen = f->gen;
     return true;
 }
@@ -342,7 +353,9 @@ static bool put_version(kref_t *f, const ident_t *id, const char *key, json_t *o
         return false;
     }
     if (have != NULL && have->uid != NULL && id->uid != NULL && strcmp(have->uid, id->uid) != 0) {
-        submit_event(f, JNL_DELETED, id->ns, id->name, have->obj);
+        json_t *last = kobj_last(have);
+        submit_event(f, JNL_DELETED, id->ns, id->name, last);
+        json_decref(last);
         kobj_del(f, key);
         have = NULL;
     }
@@ -402,11 +415,13 @@ static void h_list_end(void *arg, const char *rv)
         if (o->seen == f->gen)
             continue;
         open_relist(f);
-        const json_t *meta = json_object_get(o->obj, "metadata");
+        json_t *last = kobj_last(o);
+        const json_t *meta = json_object_get(last, "metadata");
         const char *ns = json_string_value(json_object_get(meta, "namespace"));
         const char *name = json_string_value(json_object_get(meta, "name"));
         char *key = strdup(keys[i]);
         if (key == NULL) {
+            json_decref(last);
             oom("list end");
             break;
         }
@@ -421,7 +436,8 @@ static void h_list_end(void *arg, const char *rv)
                 name = slash + 1;
             }
         }
-        submit_event(f, JNL_DELETED, ns, name, o->obj);
+        submit_event(f, JNL_DELETED, ns, name, last);
+        json_decref(last);
         kobj_del(f, keys[i]);
         free(key);
     }
