@@ -39,6 +39,8 @@ typedef struct op {
     obs_t *obs;
     obs_series_t *m[OBS_METRIC_COUNT]; /* unlabelled operator metrics */
     obs_series_t *m_apply_hp;          /* bindy_apply_operations_total{target="hidden-primary"} */
+    obs_series_t *m_apply_hp_err;      /* bindy_apply_errors_total{target="hidden-primary"} */
+    uint64_t committed;                /* the journal's last committed seq, as last reported */
     k8s_client_stats_t last_kc;        /* counters already added to the metrics */
     ksrc_stats_t last_src;
     k8s_call_t *label_call;            /* the label patch in flight */
@@ -74,9 +76,21 @@ static void on_commit(jnl_t *j, uint64_t committed, int status, void *arg)
     }
     size_t n = 0;
     bd_err_t err;
+    /* commit latency: from the append of the batch's first event (its record time) to
+     * this report; both wall-clock, read outside the projection */
+    jnl_record_t *first = NULL;
+    if (committed > op->committed && jnl_get(j, op->committed + 1, JNL_DECODE_NO_OBJECT, &first, &err) == BD_OK) {
+        double now_ns = ev_time() * 1e9;
+        if (now_ns > (double)first->ev.time_ns)
+            obs_hist_observe(op->m[OBS_JOURNAL_COMMIT_LATENCY], (now_ns - (double)first->ev.time_ns) / 1e9);
+        jnl_record_free(first);
+    }
+    op->committed = committed;
     op->event_t0 = ev_time();
-    if (app_catch_up(op->app, &n, &err) != BD_OK)
+    if (app_catch_up(op->app, &n, &err) != BD_OK) {
+        obs_counter_inc(op->m_apply_hp_err);
         bd_error("apply: %s", err.msg);
+    }
     obs_gauge_set(op->m[OBS_JOURNAL_LAST_SEQ], (double)committed);
     if (n > 0)
         bd_debug("applied %zu events (journal at seq %llu)", n, (unsigned long long)committed);
@@ -255,6 +269,7 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     for (int i = 0; i < OBS_METRIC_COUNT; i++)
         op.m[i] = obs_metric(op.obs, (obs_metric_t)i);
     op.m_apply_hp = obs_metric_for(op.obs, OBS_APPLY_OPERATIONS, "hidden-primary");
+    op.m_apply_hp_err = obs_metric_for(op.obs, OBS_APPLY_ERRORS, "hidden-primary");
     obs_ready_set(op.obs, "journal", false, "not open");
     obs_ready_set(op.obs, "watch", false, "not started");
     if ((rc = obs_start(op.obs, err)) != BD_OK)
@@ -300,6 +315,8 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
         goto out;
     if (replayed)
         bd_info("replayed %zu journal events from %s", replayed, op.journal_dir);
+    if ((rc = jnl_bounds(op.j, NULL, &op.committed, err)) != BD_OK)
+        goto out;
     obs_ready_set(op.obs, "journal", true, NULL);
     if ((rc = jnl_set_commit_cb(op.j, op.loop, on_commit, &op)) != BD_OK) {
         bd_err_set(err, rc, "journal %s: cannot watch commits", op.journal_dir);

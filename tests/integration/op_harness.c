@@ -263,22 +263,38 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
     return sz * n;
 }
 
-double oph_metric(oph_t *h, int i, const char *name)
+/* GET path on replica i's health port: the HTTP status (0: no answer) and the body. */
+static long http_get(oph_t *h, int i, const char *path, body_t *b)
 {
     char url[128];
-    body_t b = {0};
-    double v = NAN;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/metrics", h->health[i]);
+    long code = 0;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", h->health[i], path);
     CURL *c = curl_easy_init();
     if (c == NULL)
-        return NAN;
+        return 0;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-    long code = 0;
-    if (curl_easy_perform(c) == CURLE_OK && curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK &&
-        code == 200 && b.buf) {
+    if (curl_easy_perform(c) != CURLE_OK || curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK)
+        code = 0;
+    curl_easy_cleanup(c);
+    return code;
+}
+
+long oph_http(oph_t *h, int i, const char *path)
+{
+    body_t b = {0};
+    long code = http_get(h, i, path, &b);
+    free(b.buf);
+    return code;
+}
+
+double oph_metric(oph_t *h, int i, const char *name)
+{
+    body_t b = {0};
+    double v = NAN;
+    if (http_get(h, i, "/metrics", &b) == 200 && b.buf) {
         size_t nl = strlen(name);
         for (char *line = b.buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
             if (strncmp(line, name, nl) == 0 && line[nl] == ' ') {
@@ -286,7 +302,6 @@ double oph_metric(oph_t *h, int i, const char *name)
                 break;
             }
     }
-    curl_easy_cleanup(c);
     free(b.buf);
     return v;
 }

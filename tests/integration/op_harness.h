@@ -49,6 +49,8 @@ int oph_index(const char *holder);
 int oph_wait_holder(oph_t *h, int not, double timeout_s);
 /* The value of metric `name` (unlabelled) at replica i's /metrics, or NAN. */
 double oph_metric(oph_t *h, int i, const char *name);
+/* HTTP status of GET path on replica i's health port (0: no answer). */
+long oph_http(oph_t *h, int i, const char *path);
 /* Whether replica i's Pod carries bindy.firestoned.io/hidden-primary=true. */
 bool oph_pod_labelled(oph_t *h, int i);
 /* Wall-clock time (s since the epoch) of the first line of replica i's log containing

@@ -107,6 +107,26 @@ static void test_one_leader(void **state)
     assert_true(log_has(h, lead, "INFO Lease acquired, this instance is now the leader"));
     assert_true(log_has(h, lead, "INFO Starting all operators"));
     assert_int_equal(transitions(h), 0);
+
+    /* hot standbys: every replica journals what the API server says, leader or not */
+    bd_err_t err;
+    assert_int_equal(bd_apiserver_create(oph_apiserver(h),
+                                         "{\"apiVersion\":\"bindy.firestoned.io/v1beta1\",\"kind\":\"ARecord\","
+                                         "\"metadata\":{\"name\":\"www\",\"namespace\":\"dns-system\"},"
+                                         "\"spec\":{\"name\":\"www\",\"ipv4Addresses\":[\"192.0.2.1\"]}}",
+                                         &err),
+                     BD_OK);
+    end = oph_now() + 10;
+    for (int i = 0; i < 3; i++) {
+        while (oph_now() < end && !(oph_metric(h, i, "bindy_watch_events_total") >= 1 &&
+                                   oph_metric(h, i, "bindy_journal_commit_latency_seconds_count") >= 1))
+            usleep(50000);
+        assert_true(oph_metric(h, i, "bindy_watch_events_total") >= 1);
+        assert_true(oph_metric(h, i, "bindy_journal_commit_latency_seconds_count") >= 1);
+        assert_true(oph_metric(h, i, "bindy_journal_last_seq") >= 1);
+        assert_int_equal(oph_http(h, i, "/healthz"), 200);
+        assert_int_equal(oph_http(h, i, "/readyz"), 200); /* journal open, watch caught up */
+    }
     oph_free(h);
 }
 
