@@ -86,6 +86,13 @@ static void on_commit(jnl_t *j, uint64_t committed, int status, void *arg)
         jnl_record_free(first);
     }
     op->committed = committed;
+    /* fencing: a leader whose lease may have lapsed (local deadline passed, transitions
+     * changed) stops serving and notifying before it applies anything, even if the
+     * elector's own timer has not fired yet */
+    if (bind_server_serving(op->srv) && !le_fence_ok(op->le)) {
+        bd_warn("lease %s: no longer sure to hold it; the hidden primary stops serving", op->lec.lease_name);
+        bind_server_set_serving(op->srv, false);
+    }
     op->event_t0 = ev_time();
     if (app_catch_up(op->app, &n, &err) != BD_OK) {
         obs_counter_inc(op->m_apply_hp_err);
