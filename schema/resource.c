@@ -362,7 +362,7 @@ static void read_cluster(rd_t *r, res_t *res, const json_t *spec)
     read_cluster_role(r, json_object_get(spec, "secondary"), "spec.secondary", &c->secondary);
 }
 
-static void read_zone(rd_t *r, res_t *res, const json_t *spec)
+static void read_zone(rd_t *r, res_t *res, const json_t *spec, const json_t *status)
 {
     res_zone_t *z = &res->u.zone;
     z->zone_name = rd_str(r, spec, "zoneName", "spec", true);
@@ -380,6 +380,11 @@ static void read_zone(rd_t *r, res_t *res, const json_t *spec)
     z->primary_ns = rd_str(r, soa, "primaryNs", "spec.soaRecord", true);
     z->admin_email = rd_str(r, soa, "adminEmail", "spec.soaRecord", true);
     z->serial = rd_int(r, soa, "serial", "spec.soaRecord", -1, 0, UINT32_MAX);
+    /* written by bindy, not by users: a malformed value is ignored, never an error */
+    const json_t *pub = json_object_get(status, "serial");
+    z->status_serial = json_is_integer(pub) && json_integer_value(pub) >= 0 && json_integer_value(pub) <= UINT32_MAX
+                           ? json_integer_value(pub)
+                           : -1;
     z->refresh = (int32_t)rd_int(r, soa, "refresh", "spec.soaRecord", 3600, 0, INT32_MAX);
     z->retry = (int32_t)rd_int(r, soa, "retry", "spec.soaRecord", 600, 0, INT32_MAX);
     z->expire = (int32_t)rd_int(r, soa, "expire", "spec.soaRecord", 604800, 0, INT32_MAX);
@@ -495,7 +500,7 @@ int res_from_json(json_t *obj, res_t **out, bd_err_t *err)
         read_instance(&r, res, spec);
         break;
     case RES_DNSZONE:
-        read_zone(&r, res, spec);
+        read_zone(&r, res, spec, json_object_get(obj, "status"));
         break;
     default:
         read_record(&r, res, spec);

@@ -103,6 +103,7 @@ typedef struct {
     char *cluster_ref;
     char *primary_ns, *admin_email;
     int64_t serial; /* -1 when absent */
+    int64_t status_serial; /* status.serial, the serial a leader published; -1 when absent */
     int32_t refresh, retry, expire, negative_ttl, ttl;
     res_ns_t *name_servers;
     size_t n_name_servers;

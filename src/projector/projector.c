@@ -52,6 +52,8 @@ struct proj_zone {
     char *catalog_of;    /* catalogs: the instance key */
     bd_hmap_t *owners;   /* owner name -> owner_t */
     uint32_t serial;
+    uint32_t taken_serial; /* the serial the last proj_take_changes reported */
+    char *soa_sig;       /* the SOA without its serial, as last rebuilt */
     bool changed;        /* in the current event */
     bd_hmap_t *evnet;    /* rr line -> net delta in the current event (NULL: none yet) */
     res_strv_t instances;
@@ -617,6 +619,7 @@ static void zone_destroy(proj_t *p, proj_zone_t *z)
     free(z->name);
     free(z->origin);
     free(z->catalog_of);
+    free(z->soa_sig);
     free(z);
 }
 
@@ -751,6 +754,9 @@ static obj_t *zone_winner(proj_t *p, const char *zone_name)
 }
 
 /* Make the zone named zone_name reflect its winning DNSZone (or remove it). */
+static char *soa_text(proj_t *p, const proj_zone_t *z, uint32_t serial);
+static bool serial_gt(uint32_t a, uint32_t b);
+
 static void zone_sync(proj_t *p, const char *zone_name)
 {
     char *name = xstrdup(p, zone_name);
@@ -767,7 +773,23 @@ static void zone_sync(proj_t *p, const char *zone_name)
         if (z != NULL) {
             z->obj = win;
             zone_rebuild(p, z);
-            z->changed = true; /* the SOA may differ even when no RR does */
+            /* A new zone version when the SOA's fields change even if no RR does; not for
+             * an event that changes nothing served (a status or label update). */
+            char *sig = soa_text(p, z, 0);
+            if (z->soa_sig == NULL || sig == NULL || strcmp(sig, z->soa_sig) != 0)
+                z->changed = true;
+            free(z->soa_sig);
+            z->soa_sig = sig;
+            /* Continuity across leaders: the serial a leader published (status.serial, as
+             * journaled from the API server) is a floor. Equal content, equal serial: a
+             * replica that journaled fewer versions of the zone takes the leader's serial
+             * without making a new version, and its next change goes above it. */
+            int64_t pub = win->res->u.zone.status_serial;
+            if (pub > 0 && serial_gt((uint32_t)pub, z->serial)) {
+                z->serial = (uint32_t)pub;
+                if (pend_get(p, z->name, true) == NULL)
+                    p->oom = 1;
+            }
             if (bd_hmap_put(p->zchanged, z->name, (void *)1, NULL) != BD_OK)
                 p->oom = 1;
         }
@@ -1304,9 +1326,13 @@ int proj_take_changes(proj_t *p, proj_changes_t *out)
         p->oom = 1;
     for (size_t i = 0; out->zones && i < n; i++) {
         pend_t *pd = bd_hmap_get(p->pending, names[i]);
-        const proj_zone_t *z = bd_hmap_get(p->zones, names[i]);
+        proj_zone_t *z = bd_hmap_get(p->zones, names[i]);
         if (z == NULL && !pd->existed)
             continue; /* created and deleted between two takes */
+        if (z != NULL && pd->existed && bd_hmap_count(pd->net) == 0 && z->serial == z->taken_serial)
+            continue; /* rebuilt, but nothing served changed */
+        if (z != NULL)
+            z->taken_serial = z->serial;
         proj_zone_change_t *c = &out->zones[out->nzones++];
         c->zone = xstrdup(p, names[i]);
         c->serial = z ? z->serial : 0;

@@ -275,6 +275,93 @@ static void test_incremental_change_and_serial(void **state)
     proj_free(p);
 }
 
+/* The example.com DNSZone of the examples (new reference). */
+static json_t *example_zone(void)
+{
+    json_t *objs = load_examples(), *o, *zone = NULL;
+    size_t i;
+    json_array_foreach(objs, i, o) {
+        const json_t *spec = json_object_get(o, "spec");
+        if (strcmp(json_string_value(json_object_get(o, "kind")), "DNSZone") == 0 &&
+            strcmp(json_string_value(json_object_get(spec, "zoneName")), "example.com") == 0)
+            zone = json_deep_copy(o);
+    }
+    json_decref(objs);
+    assert_non_null(zone);
+    return zone;
+}
+
+static void set_www(proj_t *p, const char *addr)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml),
+             "apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+             "metadata: {name: www-example-com, namespace: dns-system, labels: {zone: example.com}}\n"
+             "spec: {name: www, ttl: 300, ipv4Addresses: [%s]}\n",
+             addr);
+    json_t *a = parse(yaml);
+    apply(p, JNL_MODIFIED, a);
+    json_decref(a);
+}
+
+/* A status-only update of a DNSZone (bindy's own status writes come back through the
+ * watch) makes no zone version; the serial a leader published (status.serial) carries a
+ * replica that journaled fewer versions up to the same serial, without a new version. */
+static void test_published_serial(void **state)
+{
+    proj_t *a = examples_projector(), *b = examples_projector();
+    proj_changes_t ch;
+    /* replica a saw five more versions of www than replica b (which started later) */
+    const char *addrs[] = {"192.0.2.21", "192.0.2.22", "192.0.2.23", "192.0.2.24", "192.0.2.25"};
+    for (int i = 0; i < 5; i++)
+        set_www(a, addrs[i]);
+    set_www(b, addrs[4]);
+    uint32_t sa = proj_zone_serial(proj_zone_get(a, "example.com"));
+    uint32_t sb = proj_zone_serial(proj_zone_get(b, "example.com"));
+    assert_true(sa > sb);
+    char da[65], db[65];
+    assert_int_equal(proj_digest(a, da), BD_OK);
+    assert_int_equal(proj_digest(b, db), BD_OK);
+    assert_string_equal(da, db); /* same content, different histories */
+    assert_int_equal(proj_take_changes(a, &ch), BD_OK);
+    proj_changes_deinit(&ch);
+    assert_int_equal(proj_take_changes(b, &ch), BD_OK);
+    proj_changes_deinit(&ch);
+
+    /* the leader (a) writes status.serial; both replicas journal that MODIFIED */
+    json_t *z = example_zone();
+    json_object_set_new(z, "status", json_pack("{s:I,s:I,s:[{s:s,s:s}]}", "serial", (json_int_t)sa, "recordCount",
+                                               (json_int_t)3, "conditions", "type", "Ready", "status", "True"));
+    apply(a, JNL_MODIFIED, z);
+    apply(b, JNL_MODIFIED, z);
+    assert_int_equal(proj_zone_serial(proj_zone_get(a, "example.com")), sa); /* no new version */
+    assert_int_equal(proj_take_changes(a, &ch), BD_OK);
+    assert_int_equal(ch.nzones, 0);
+    proj_changes_deinit(&ch);
+    assert_int_equal(proj_zone_serial(proj_zone_get(b, "example.com")), sa); /* carried up */
+    assert_int_equal(proj_take_changes(b, &ch), BD_OK);
+    assert_int_equal(ch.nzones, 1);
+    assert_int_equal(ch.zones[0].serial, sa);
+    assert_int_equal(ch.zones[0].added.n + ch.zones[0].removed.n, 0);
+    proj_changes_deinit(&ch);
+
+    /* b now leads: its next change goes above what a published */
+    set_www(b, "192.0.2.26");
+    assert_int_equal(proj_zone_serial(proj_zone_get(b, "example.com")), sa + 1);
+
+    /* a label edit of the zone is not a new version either */
+    json_object_set_new(json_object_get(z, "metadata"), "labels", json_pack("{s:s}", "team", "dns"));
+    apply(b, JNL_MODIFIED, z);
+    assert_int_equal(proj_zone_serial(proj_zone_get(b, "example.com")), sa + 1);
+    /* an SOA field is */
+    json_object_set_new(json_object_get(json_object_get(z, "spec"), "soaRecord"), "refresh", json_integer(7200));
+    apply(b, JNL_MODIFIED, z);
+    assert_int_equal(proj_zone_serial(proj_zone_get(b, "example.com")), sa + 2);
+    json_decref(z);
+    proj_free(a);
+    proj_free(b);
+}
+
 static void test_conflicts_and_bad_input(void **state)
 {
     proj_t *p = examples_projector();
@@ -397,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_examples_content),
         cmocka_unit_test(test_catalogs_and_topology),
         cmocka_unit_test(test_incremental_change_and_serial),
+        cmocka_unit_test(test_published_serial),
         cmocka_unit_test(test_conflicts_and_bad_input),
         cmocka_unit_test(test_determinism),
     };
