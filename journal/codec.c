@@ -245,14 +245,23 @@ static void wr_hdr(jnl__buf_t *b, int kind, size_t n)
     }
 }
 
-static void wr_str(jnl__buf_t *b, const void *s, size_t n)
+static inline void wr_str(jnl__buf_t *b, const void *s, size_t n)
 {
-    if (n < 32 && b->ret == 0 && n + 1 <= b->cap - b->len) {
-        /* fixstr with room: the common case, inline. */
+    if (b->ret == 0 && n < 65536 && n + 3 <= b->cap - b->len) {
+        /* Room already reserved: the common case, inline. */
         uint8_t *p = b->p + b->len;
-        p[0] = (uint8_t)(0xa0 | n);
-        memcpy(p + 1, s, n);
-        b->len += n + 1;
+        if (n < 32) {
+            *p++ = (uint8_t)(0xa0 | n);
+        } else if (n < 256) {
+            *p++ = 0xd9;
+            *p++ = (uint8_t)n;
+        } else {
+            *p++ = 0xda;
+            *p++ = (uint8_t)(n >> 8);
+            *p++ = (uint8_t)n;
+        }
+        memcpy(p, s, n);
+        b->len = (size_t)(p - b->p) + n;
         return;
     }
     wr_hdr(b, H_STR, n);
@@ -365,13 +374,31 @@ static bool utf8_slow(const uint8_t *s, size_t n, bool nonul)
 }
 
 /* Strict UTF-8 (no overlong forms, no surrogates, <= U+10FFFF), as jansson requires; NUL
- * bytes refused too when nonul. Nearly every string is ASCII: check that a word at a time
- * first. */
+ * bytes refused too when nonul. Nearly every string is ASCII and most are short (keys, names):
+ * check that a word at a time first, short strings with two overlapping loads. */
 static inline bool utf8_valid(const uint8_t *s, size_t n, bool nonul)
 {
     const uint64_t hi = UINT64_C(0x8080808080808080), lo = UINT64_C(0x0101010101010101);
     uint64_t acc = 0, zero = 0;
     size_t i = 0;
+    if (n < 8) {
+        if (n >= 4) {
+            uint32_t a, c;
+            memcpy(&a, s, 4);
+            memcpy(&c, s + n - 4, 4);
+            uint32_t z = ((a - 0x01010101u) & ~a) | ((c - 0x01010101u) & ~c);
+            if (!((a | c) & 0x80808080u) && !(nonul && (z & 0x80808080u)))
+                return true;
+        } else if (n > 0) {
+            /* Bytes 0, n/2 and n-1 are every byte of a string of 1 to 3. */
+            uint8_t x = s[0], y = s[n >> 1], z = s[n - 1];
+            if (!((x | y | z) & 0x80) && !(nonul && (x == 0 || y == 0 || z == 0)))
+                return true;
+        } else {
+            return true;
+        }
+        return utf8_slow(s, n, nonul);
+    }
     if (!nonul) {
         /* Long strings: four words per step (no NUL check to do). */
         for (; i + 32 <= n; i += 32) {
@@ -386,20 +413,14 @@ static inline bool utf8_valid(const uint8_t *s, size_t n, bool nonul)
         acc |= w;
         zero |= (w - lo) & ~w & hi;
     }
-    if (i < n && n >= 8) {
+    if (i < n) {
         /* The last word, overlapping bytes already seen (harmless for OR and NUL tests). */
         uint64_t w;
         memcpy(&w, s + n - 8, 8);
         acc |= w;
         zero |= (w - lo) & ~w & hi;
-        i = n;
     }
-    uint8_t tail = 0, tzero = 0;
-    for (; i < n; i++) {
-        tail |= s[i];
-        tzero |= s[i] == 0;
-    }
-    if (!((acc & hi) || (tail & 0x80)) && !(nonul && (zero || tzero)))
+    if (!(acc & hi) && !(nonul && zero))
         return true;
     return utf8_slow(s, n, nonul);
 }
@@ -407,24 +428,52 @@ static inline bool utf8_valid(const uint8_t *s, size_t n, bool nonul)
 /* ---- canonical JSON -> msgpack ------------------------------------------------------------ */
 
 typedef struct kv {
+    uint64_t pre; /* the key's first 8 bytes, big-endian, zero-padded: most compares end here */
     const char *key;
     size_t len;
     const json_t *val;
 } kv_t;
 
+/* Bytewise order, a proper prefix first (memcmp's order; inline: keys are short). */
 static inline int key_cmp(const char *a, size_t al, const char *b, size_t bl)
 {
-    size_t n = al < bl ? al : bl;
-    for (size_t i = 0; i < n; i++)
+    size_t n = al < bl ? al : bl, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y)
+            return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+    }
+    for (; i < n; i++)
         if (a[i] != b[i])
             return (uint8_t)a[i] < (uint8_t)b[i] ? -1 : 1;
     return al < bl ? -1 : al > bl ? 1 : 0;
 }
 
+static inline uint64_t key_prefix(const char *k, size_t len)
+{
+    uint64_t v = 0;
+    if (len >= 8) {
+        memcpy(&v, k, 8);
+        return __builtin_bswap64(v);
+    }
+    for (size_t i = 0; i < len; i++)
+        v |= (uint64_t)(uint8_t)k[i] << (56 - 8 * i);
+    return v;
+}
+
+/* Bytewise order of the keys (a proper prefix first): prefixes first, the rest on a tie. */
+static inline int kv_order(const kv_t *a, const kv_t *b)
+{
+    if (a->pre != b->pre)
+        return a->pre < b->pre ? -1 : 1;
+    return key_cmp(a->key, a->len, b->key, b->len);
+}
+
 static int kv_cmp(const void *pa, const void *pb)
 {
-    const kv_t *a = pa, *b = pb;
-    return key_cmp(a->key, a->len, b->key, b->len);
+    return kv_order(pa, pb);
 }
 
 static void enc_json(jnl__buf_t *b, const json_t *v, int depth)
@@ -450,6 +499,9 @@ static void enc_json(jnl__buf_t *b, const json_t *v, int depth)
             kvs[i].key = json_object_iter_key(it);
             kvs[i].len = json_object_iter_key_len(it);
             kvs[i].val = json_object_iter_value(it);
+            kvs[i].pre = key_prefix(kvs[i].key, kvs[i].len);
+            /* The values are read after sorting: start loading them now. */
+            __builtin_prefetch(kvs[i].val);
         }
         n = i;
         if (n > 24) {
@@ -459,7 +511,7 @@ static void enc_json(jnl__buf_t *b, const json_t *v, int depth)
             for (size_t x = 1; x < n; x++) {
                 kv_t t = kvs[x];
                 size_t y = x;
-                while (y > 0 && kv_cmp(&kvs[y - 1], &t) > 0) {
+                while (y > 0 && kv_order(&kvs[y - 1], &t) > 0) {
                     kvs[y] = kvs[y - 1];
                     y--;
                 }
@@ -468,7 +520,9 @@ static void enc_json(jnl__buf_t *b, const json_t *v, int depth)
         }
         wr_hdr(b, H_MAP, n);
         for (i = 0; i < n && b->ret == 0; i++) {
-            if (!utf8_valid((const uint8_t *)kvs[i].key, kvs[i].len, false)) {
+            /* A key of at most 8 bytes is all in its prefix: ASCII when no high bit is set. */
+            bool ascii = kvs[i].len <= 8 && !(kvs[i].pre & UINT64_C(0x8080808080808080));
+            if (!ascii && !utf8_valid((const uint8_t *)kvs[i].key, kvs[i].len, false)) {
                 b->ret = BD_EINVAL;
                 break;
             }
@@ -741,6 +795,11 @@ str:
 int jnl__rd_array(jnl__rd_t *rd, uint32_t *n)
 {
     tok_t t;
+    if (rd->ret == 0 && rd->p < rd->end && *rd->p >= 0x90 && *rd->p <= 0x9f &&
+        (size_t)(*rd->p & 0x0fu) <= left(rd) - 1) {
+        *n = *rd->p++ & 0x0fu; /* fixarray */
+        return 0;
+    }
     if (rd_tok(rd, &t) != 0)
         return rd->ret;
     if (t.kind != T_ARR)
@@ -752,6 +811,10 @@ int jnl__rd_array(jnl__rd_t *rd, uint32_t *n)
 int jnl__rd_uint(jnl__rd_t *rd, uint64_t *v)
 {
     tok_t t;
+    if (rd->ret == 0 && rd->p < rd->end && *rd->p <= 0x7f) {
+        *v = *rd->p++; /* positive fixint */
+        return 0;
+    }
     if (rd_tok(rd, &t) != 0)
         return rd->ret;
     if (t.kind != T_UINT)
@@ -763,6 +826,10 @@ int jnl__rd_uint(jnl__rd_t *rd, uint64_t *v)
 int jnl__rd_int(jnl__rd_t *rd, int64_t *v)
 {
     tok_t t;
+    if (rd->ret == 0 && rd->p < rd->end && (*rd->p <= 0x7f || *rd->p >= 0xe0)) {
+        *v = (int8_t)*rd->p++; /* positive or negative fixint */
+        return 0;
+    }
     if (rd_tok(rd, &t) != 0)
         return rd->ret;
     if (t.kind == T_UINT && t.u <= (uint64_t)INT64_MAX)
@@ -778,6 +845,16 @@ int jnl__rd_str(jnl__rd_t *rd, const uint8_t **s, uint32_t *len, bool nonul)
 {
     tok_t t;
     const uint8_t *at = rd->p;
+    if (rd->ret == 0 && rd->p < rd->end && *rd->p >= 0xa0 && *rd->p <= 0xbf) {
+        /* fixstr: the usual case, without the general reader */
+        uint32_t n = *rd->p & 0x1fu;
+        if (n < left(rd) && utf8_valid(rd->p + 1, n, nonul)) {
+            *s = rd->p + 1;
+            *len = n;
+            rd->p += 1 + n;
+            return 0;
+        }
+    }
     if (rd_tok(rd, &t) != 0)
         return rd->ret;
     if (t.kind != T_STR) {
@@ -807,26 +884,189 @@ int jnl__rd_hash(jnl__rd_t *rd, const uint8_t **h)
     return 0;
 }
 
+/*
+ * The validation fast path of jnl__rd_json (out NULL): walk one value without building it
+ * and without diagnostics, containers on a small stack instead of recursion. Returns the end
+ * of the value, or NULL when it is not canonical or unusual (a map key over 65535 bytes): the
+ * general reader then runs from the same place and says why. It accepts only what the
+ * general reader accepts, and stops at the same byte.
+ */
+static const uint8_t *skim_json(const uint8_t *p, const uint8_t *end, int depth)
+{
+    /* The innermost open container lives in locals; the ones around it on the stack. */
+    typedef struct {
+        uint32_t left; /* items still to read (entries for a map) */
+        bool map;
+        const uint8_t *pk; /* previous key of a map */
+        size_t pkl;
+    } level_t;
+    level_t st[JNL_MAX_DEPTH], cur = {0, false, NULL, 0};
+    int top = 0; /* open containers, cur included */
+    bool first = true;
+    for (;;) {
+        if (!first) {
+            while (top > 0 && cur.left == 0) {
+                if (--top > 0)
+                    cur = st[top - 1];
+            }
+            if (top == 0)
+                return p;
+            cur.left--;
+            if (cur.map) {
+                if (p >= end)
+                    return NULL;
+                const uint8_t *k;
+                size_t kl;
+                if (*p >= 0xa0 && *p <= 0xbf) {
+                    kl = *p & 0x1fu;
+                    k = p + 1;
+                } else if (*p == 0xd9 && end - p >= 2 && p[1] >= 32) {
+                    kl = p[1];
+                    k = p + 2;
+                } else if (*p == 0xda && end - p >= 3 && ld_be(p + 1, 2) >= 256) {
+                    kl = (size_t)ld_be(p + 1, 2);
+                    k = p + 3;
+                } else {
+                    return NULL;
+                }
+                if (kl > (size_t)(end - k) || !utf8_valid(k, kl, false))
+                    return NULL;
+                if (cur.pk != NULL &&
+                    key_cmp((const char *)cur.pk, cur.pkl, (const char *)k, kl) >= 0)
+                    return NULL;
+                cur.pk = k;
+                cur.pkl = kl;
+                p = k + kl;
+            }
+        }
+        first = false;
+        if (p >= end)
+            return NULL;
+        uint8_t c = *p;
+        size_t avail = (size_t)(end - p), n;
+        bool map = false;
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+            p++;
+            continue;
+        }
+        if (c >= 0xa0 && c <= 0xbf) {
+            n = c & 0x1fu;
+            p++;
+            goto str;
+        }
+        if (c >= 0x80 && c <= 0x9f) {
+            n = c & 0x0fu;
+            map = c < 0x90;
+            p++;
+            goto open;
+        }
+        static const uint8_t extra[32] = {
+            [0x0b] = 8, [0x0c] = 1, [0x0d] = 2, [0x0e] = 4, [0x0f] = 8, [0x10] = 1, [0x11] = 2,
+            [0x12] = 4, [0x13] = 8, [0x19] = 1, [0x1a] = 2, [0x1b] = 4, [0x1c] = 2, [0x1d] = 4,
+            [0x1e] = 2, [0x1f] = 4};
+        unsigned x = (c >= 0xc0 && c < 0xe0) ? extra[c - 0xc0] : 0;
+        if (x == 0 || avail < 1 + x)
+            return NULL;
+        uint64_t v = ld_be(p + 1, x);
+        p += 1 + x;
+        switch (c) {
+        case 0xcb: {
+            double d;
+            memcpy(&d, &v, sizeof(d));
+            if (!isfinite(d))
+                return NULL;
+            continue;
+        }
+        case 0xcc:
+            if (v < 128)
+                return NULL;
+            continue;
+        case 0xcd:
+            if (v < 256)
+                return NULL;
+            continue;
+        case 0xce:
+            if (v < 65536)
+                return NULL;
+            continue;
+        case 0xcf:
+            if (v <= UINT32_MAX || v > (uint64_t)INT64_MAX)
+                return NULL;
+            continue;
+        case 0xd0:
+            if ((int8_t)v >= -32)
+                return NULL;
+            continue;
+        case 0xd1:
+            if ((int16_t)v >= -128)
+                return NULL;
+            continue;
+        case 0xd2:
+            if ((int32_t)v >= -32768)
+                return NULL;
+            continue;
+        case 0xd3:
+            if ((int64_t)v >= -(INT64_C(1) << 31))
+                return NULL;
+            continue;
+        case 0xd9:
+        case 0xda:
+        case 0xdb:
+            if (v < (c == 0xd9 ? 32u : c == 0xda ? 256u : 65536u))
+                return NULL;
+            n = (size_t)v;
+            goto str;
+        case 0xdc:
+        case 0xdd:
+        case 0xde:
+        case 0xdf:
+            if (v < (c == 0xdc || c == 0xde ? 16u : 65536u))
+                return NULL;
+            n = (size_t)v;
+            map = c >= 0xde;
+            goto open;
+        default:
+            return NULL;
+        }
+    str:
+        if (n > (size_t)(end - p) || !utf8_valid(p, n, false))
+            return NULL;
+        p += n;
+        continue;
+    open:
+        if (depth + top >= JNL_MAX_DEPTH)
+            return NULL;
+        if (top > 0)
+            st[top - 1] = cur;
+        cur.left = (uint32_t)n;
+        cur.map = map;
+        cur.pk = NULL;
+        cur.pkl = 0;
+        top++;
+    }
+}
+
+static int rd_json(jnl__rd_t *rd, int depth, json_t **out, bool skim);
+
 int jnl__rd_json(jnl__rd_t *rd, int depth, json_t **out)
+{
+    return rd_json(rd, depth, out, true);
+}
+
+/* skim: try skim_json first (validation only); false below a value it refused, so that a
+ * bad value is not skimmed again at every level on the way down. */
+static int rd_json(jnl__rd_t *rd, int depth, json_t **out, bool skim)
 {
     tok_t t;
     json_t *v = NULL;
     if (out != NULL)
         *out = NULL;
     const uint8_t *at = rd->p;
-    if (out == NULL && rd->ret == 0 && rd->p < rd->end) {
-        /* Validation only: the usual small scalars without the general reader. */
-        uint8_t c = *rd->p;
-        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-            rd->p++;
+    if (out == NULL && skim && rd->ret == 0) {
+        const uint8_t *q = skim_json(rd->p, rd->end, depth);
+        if (q != NULL) {
+            rd->p = q;
             return 0;
-        }
-        if (c >= 0xa0 && c <= 0xbf) {
-            size_t n = c & 0x1fu;
-            if (n < left(rd) && utf8_valid(rd->p + 1, n, false)) {
-                rd->p += 1 + n;
-                return 0;
-            }
         }
     }
     if (rd_tok(rd, &t) != 0)
@@ -873,7 +1113,7 @@ int jnl__rd_json(jnl__rd_t *rd, int depth, json_t **out)
             break;
         for (uint64_t i = 0; i < t.u; i++) {
             json_t *el = NULL;
-            if (jnl__rd_json(rd, depth + 1, out != NULL ? &el : NULL) != 0)
+            if (rd_json(rd, depth + 1, out != NULL ? &el : NULL, false) != 0)
                 goto fail;
             if (out != NULL && json_array_append_new(v, el) != 0)
                 goto nomem;
@@ -907,7 +1147,7 @@ int jnl__rd_json(jnl__rd_t *rd, int depth, json_t **out)
             pk = k;
             pkl = kl;
             json_t *el = NULL;
-            if (jnl__rd_json(rd, depth + 1, out != NULL ? &el : NULL) != 0)
+            if (rd_json(rd, depth + 1, out != NULL ? &el : NULL, false) != 0)
                 goto fail;
             if (out != NULL && json_object_setn_new_nocheck(v, (const char *)k, kl, el) != 0)
                 goto nomem;
@@ -1015,15 +1255,18 @@ int jnl__rec_body(jnl__buf_t *b, const jnl_event_t *ev, const uint8_t *prev, bd_
                           who_name, who_kind, jnl_type_name(ev->type));
     const char *strs[JNL__S_N] = {nz(ev->api_version), nz(ev->kind), nz(ev->ns),
                                   nz(ev->name), nz(ev->uid), nz(ev->resource_version)};
-    for (int i = 0; i < JNL__S_N; i++)
-        if (!utf8_valid((const uint8_t *)strs[i], strlen(strs[i]), true))
+    size_t lens[JNL__S_N];
+    for (int i = 0; i < JNL__S_N; i++) {
+        lens[i] = strlen(strs[i]);
+        if (!utf8_valid((const uint8_t *)strs[i], lens[i], true))
             return bd_err_set(err, BD_EINVAL, "%s/%s %s: field is not valid UTF-8", who_ns,
                               who_name, who_kind);
+    }
 
     wr_cstr(b, source_names[ev->source]);
     wr_cstr(b, type_names[ev->type]);
     for (int i = 0; i < JNL__S_N; i++)
-        wr_cstr(b, strs[i]);
+        wr_str(b, strs[i], lens[i]);
     wr_int(b, ev->generation);
     if (ev->object == NULL || json_is_null(ev->object))
         wr_byte(b, 0xc0);

@@ -175,22 +175,34 @@ struct jnl {
     /* Serialises checkpoints/retention among themselves. */
     pthread_mutex_t ckpt_lock;
 
-    /* ---- queue and writer state, under qlock ---- */
+    /* ---- queue, sealer and writer state, under qlock (writer.c) ---- */
     pthread_mutex_t qlock;
-    pthread_cond_t work_cv; /* writer waits for work / batch window */
+    pthread_cond_t seal_cv; /* the sealer waits for work */
+    pthread_cond_t work_cv; /* the writer waits for sealed work / the batch window */
     pthread_cond_t done_cv; /* flushers wait for commits */
-    pthread_t writer;
-    bool writer_started, stop;
-    jnl__op_t *qhead, *qtail;
-    size_t qcount;
-    uint64_t qbytes;
+    pthread_t sealer, writer;
+    bool sealer_started, writer_started, stop;
+    bool sealer_busy;        /* the sealer holds operations taken from the queue */
+    int seal_wait;           /* what the sealer waits for (writer.c) */
+    bool sealer_done;        /* the sealer has exited (stop, nothing left) */
+    jnl__op_t *uhead, *utail; /* appended, waiting for the sealer */
+    size_t ucount;           /* operations in uhead.. */
+    jnl__op_t *qhead, *qtail; /* sealed, waiting for the writer */
+    size_t qcount;           /* operations in qhead.. */
+    uint64_t ubytes;         /* bytes in uhead.. */
+    uint64_t seal_bytes;     /* bytes the sealer holds */
+    uint64_t qbytes;         /* bytes queued in all stages until committed */
+    uint64_t gen;            /* bumped when a failed batch drops the queue */
+    uint64_t sealed_ticket;  /* the last operation the sealer handed over */
+    uint64_t seal_wanted;    /* the writer waits until the sealer hands this one over */
     unsigned flushers;       /* threads waiting in jnl_flush: no batch window */
     _Atomic size_t size_hint; /* size of a recent record: first allocation in jnl_append */
     pthread_mutex_t pool_lock; /* recycled ops (writer.c) */
     jnl__op_t *pool;
     size_t npool;
-    EVP_MD_CTX *md_ctx;      /* hashing in jnl_append */
-    uint8_t chain_hash[JNL_HASH_LEN]; /* hash of the last appended record */
+    size_t pool_bytes;       /* buffer bytes held by the pool */
+    EVP_MD_CTX *md_ctx;      /* hashing on the sealer thread */
+    uint8_t chain_hash[JNL_HASH_LEN]; /* hash of the last sealed record */
     uint64_t next_seq;       /* seq for the next append */
     uint64_t last_time;      /* time of the last appended event */
     uint64_t enq_ticket;     /* ops queued so far (monotonic) */

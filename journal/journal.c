@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "jnl_int.h"
 #include "log.h"
 
@@ -264,25 +265,6 @@ static int looks_like_lmdb(const char *path)
     return le == 0xBEEFC0DEu || be == 0xBEEFC0DEu;
 }
 
-static int mkdirs(const char *dir)
-{
-    char tmp[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(tmp))
-        return ENAMETOOLONG;
-    memcpy(tmp, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] == '/' || tmp[i] == '\0') {
-            char c = tmp[i];
-            tmp[i] = '\0';
-            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-                return errno;
-            tmp[i] = c;
-        }
-    }
-    return 0;
-}
-
 static int open_dbs(jnl_t *j, MDB_txn *txn, unsigned create, bd_err_t *err)
 {
     static const char *const names[] = {"events", "time", "object", "checkpoints"};
@@ -478,8 +460,9 @@ int jnl_open(const char *dir, const jnl_opts_t *opts, jnl_t **out, bd_err_t *err
             return bd_err_set(err, BD_EIO, "journal %s: %s", dir, strerror(errno));
         if (!create)
             return bd_err_set(err, BD_ENOTFOUND, "journal %s: no such directory", dir);
-        if ((rc = mkdirs(dir)) != 0)
-            return bd_err_set(err, BD_EIO, "journal %s: cannot create: %s", dir, strerror(rc));
+        bd_err_t merr;
+        if (bd_mkdirs(dir, 0750, &merr) != BD_OK)
+            return bd_err_set(err, BD_EIO, "journal %s: cannot create: %s", dir, merr.msg);
     } else if (!S_ISDIR(st.st_mode)) {
         return bd_err_set(err, BD_EFOREIGN,
                           "journal %s: not a journal (a journal is a directory holding data.mdb)",
@@ -515,6 +498,7 @@ int jnl_open(const char *dir, const jnl_opts_t *opts, jnl_t **out, bd_err_t *err
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&j->work_cv, &ca);
+    pthread_cond_init(&j->seal_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&j->done_cv, NULL);
 
@@ -613,6 +597,7 @@ void jnl_close(jnl_t *j)
     pthread_mutex_destroy(&j->pool_lock);
     pthread_cond_destroy(&j->work_cv);
     pthread_cond_destroy(&j->done_cv);
+    pthread_cond_destroy(&j->seal_cv);
     pthread_mutex_destroy(&j->qlock);
     pthread_mutex_destroy(&j->ckpt_lock);
     pthread_rwlock_destroy(&j->maplock);

@@ -12,9 +12,10 @@
  * name, apiVersion, seq -> ""), "meta" (format, id, head, resume points, watermarks) and
  * "checkpoints" (seq -> all live resources at that seq).
  *
- * Threads. A writable journal owns one writer thread. jnl_append() encodes the event,
- * assigns its seq and queues it; it never waits for the disk. The writer commits queued
- * events in batches ("group commit": a batch closes after batch_max events or batch_ms
+ * Threads. A writable journal owns two threads. jnl_append() encodes the event, assigns
+ * its seq and queues it; it never waits for the disk. A sealer thread chains the queued
+ * records (prev_hash, SHA-256) in seq order; the writer thread commits sealed events in
+ * batches ("group commit": a batch closes after batch_max events or batch_ms
  * milliseconds, whichever comes first, or at once when someone flushes) and reports
  * "committed up to seq X" to a libev loop through ev_async (jnl_set_commit_cb). Tools and
  * tests that want to wait use jnl_flush() or jnl_append_sync(), which block.
@@ -193,10 +194,10 @@ typedef void (*jnl_commit_cb)(jnl_t *j, uint64_t committed, int status, void *ar
 int jnl_set_commit_cb(jnl_t *j, struct ev_loop *loop, jnl_commit_cb cb, void *arg);
 
 /*
- * Queue one event; never waits for the disk (it encodes the record and computes its
- * SHA-256 on the calling thread: a few microseconds for a 1 KiB object). The object is
- * converted now, so the caller may change it afterwards. *seq_out (may be NULL) gets the
- * seq the event will have; it is final once a commit report covers it. Times are made
+ * Queue one event; never waits for the disk (it encodes the record on the calling thread,
+ * a microsecond or two for a 1 KiB object; the journal's sealer thread hashes it). The
+ * object is converted now, so the caller may change it afterwards. *seq_out (may be NULL)
+ * gets the seq the event will have; it is final once a commit report covers it. Times are made
  * non-decreasing: an event never gets a time before the previous event's. Thread-safe.
  * Returns 0, or:
  *   BD_EINVAL   read-only journal; bad type/source; ADDED/MODIFIED without an object

@@ -1,17 +1,22 @@
 /*
  * verify.c - prove the hash chain and decode every record.
  *
- * The stored seqs are split into contiguous ranges, one per worker thread (one per core,
- * up to four). Each worker walks its range with its own short read transactions (one per
- * chunk), decodes every record strictly, recomputes its hash and checks the links inside
- * the range. The ranges are then stitched in order (the first prev_hash of a range must
- * be the last hash of the one before), events committed meanwhile are checked
- * sequentially, and the head is compared in the same snapshot as the last event.
- * Appends only ever add seqs past the ranges, so the ranges read the same bytes whatever
- * snapshot each transaction sees; a concurrent prune shows up as a gap and restarts.
+ * Every record carries its prev_hash, so its own hash can be recomputed without the others:
+ * the work splits. The stored seqs are cut into ranges of RANGE seqs; a few worker threads
+ * (one per core, up to four, the caller being one of them) take the next range from a shared
+ * counter, so a worker slowed down by a busy core simply takes fewer ranges. A worker walks
+ * its range in one short read transaction, decodes every record strictly, recomputes its hash
+ * and checks the links inside the range. The ranges are then stitched in seq order (the first
+ * prev_hash of a range must be the last hash of the one before) and the first range with a
+ * problem is reported, so the report names the first bad seq exactly as a sequential walk
+ * would; once a range has failed, ranges after it are not started. Events committed
+ * meanwhile are checked sequentially, and the head is compared in the same snapshot as the
+ * last event. Appends only ever add seqs past the ranges, so the ranges read the same bytes
+ * whatever snapshot each transaction sees; a concurrent prune shows up as a gap and restarts.
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +24,12 @@
 
 #include "jnl_int.h"
 
-#define CHUNK 4096
+#define CHUNK 4096      /* records per read transaction (sequential part) */
+#define RANGE 1024      /* seqs per unit of parallel work (more in huge journals) */
+#define MAX_RANGES 65536
 #define MAX_WORKERS 4
 #define MIN_PER_WORKER 2048
+#define PREFETCH_MAX 4096 /* bytes of the next record loaded ahead */
 
 typedef struct ckpt_ref {
     uint64_t seq;
@@ -134,9 +142,8 @@ static unsigned nworkers(void)
 
 enum { BAD_NONE = 0, BAD_GAP, BAD_RECORD, BAD_LINK, BAD_ANCHOR, BAD_LMDB };
 
-/* One worker's share: seqs from..to, and what it found. */
+/* One range of seqs from..to, and what its worker found. */
 typedef struct range {
-    const vctx_t *v;
     uint64_t from, to;
     uint64_t count;
     uint8_t first_prev[JNL_HASH_LEN], last_hash[JNL_HASH_LEN];
@@ -144,6 +151,15 @@ typedef struct range {
     int bad;
     int lmdb_rc;
 } range_t;
+
+/* The ranges of one pass, shared by its workers. */
+typedef struct vwork {
+    const vctx_t *v;
+    range_t *ranges;
+    size_t n;
+    atomic_size_t next;      /* next range to take */
+    atomic_size_t first_bad; /* lowest range that found a problem (n: none yet) */
+} vwork_t;
 
 /* Does the record decode strictly, name seq and carry its own hash? */
 static bool record_ok(EVP_MD_CTX *ctx, uint64_t seq, const uint8_t *p, size_t len, jnl__hdr_t *h)
@@ -157,67 +173,106 @@ static bool record_ok(EVP_MD_CTX *ctx, uint64_t seq, const uint8_t *p, size_t le
            memcmp(hash, h->hash, JNL_HASH_LEN) == 0;
 }
 
-static void *range_main(void *arg)
+/* Start loading a record we are about to read (it comes from the map, rarely cached). */
+static void prefetch(const MDB_val *d)
 {
-    range_t *r = arg;
-    jnl_t *j = r->v->j;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    uint8_t prev[JNL_HASH_LEN];
+    const char *p = d->mv_data;
+    size_t n = d->mv_size < PREFETCH_MAX ? d->mv_size : PREFETCH_MAX;
+    for (size_t off = 0; off < n; off += 64)
+        __builtin_prefetch(p + off);
+}
+
+/* Walk range r in one read transaction. */
+static void range_check(const vctx_t *v, EVP_MD_CTX *ctx, range_t *r)
+{
+    jnl_t *j = v->j;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    uint8_t key[8], prev[JNL_HASH_LEN];
+    MDB_val k = {8, key}, d, nk, nd;
     uint64_t expected = r->from;
-    while (expected <= r->to && r->bad == BAD_NONE) {
-        MDB_txn *txn = NULL;
-        MDB_cursor *cur = NULL;
-        uint8_t key[8];
-        MDB_val k = {8, key}, d;
-        if (jnl__rtxn_begin(j, &txn, NULL) != 0) {
-            r->bad = BAD_LMDB;
-            r->lmdb_rc = EIO;
+    if (jnl__rtxn_begin(j, &txn, NULL) != 0) {
+        r->bad = BAD_LMDB;
+        r->lmdb_rc = EIO;
+        r->bad_seq = expected;
+        return;
+    }
+    int rc = mdb_cursor_open(txn, j->db_events, &cur);
+    jnl__be64(key, expected);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+    while (rc == 0 && expected <= r->to) {
+        jnl__hdr_t h;
+        uint64_t seq = k.mv_size == 8 ? jnl__get_be64(k.mv_data) : 0;
+        if (seq != expected) {
+            r->bad = BAD_GAP;
             break;
         }
-        int rc = mdb_cursor_open(txn, j->db_events, &cur);
-        jnl__be64(key, expected);
-        if (rc == 0)
-            rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
-        for (int n = 0; rc == 0 && n < CHUNK && expected <= r->to; n++) {
-            jnl__hdr_t h;
-            uint64_t seq = k.mv_size == 8 ? jnl__get_be64(k.mv_data) : 0;
-            if (seq != expected) {
-                r->bad = BAD_GAP;
-                break;
-            }
-            if (!record_ok(ctx, seq, d.mv_data, d.mv_size, &h)) {
-                r->bad = BAD_RECORD;
-                break;
-            }
-            if (r->count == 0)
-                memcpy(r->first_prev, h.prev, JNL_HASH_LEN);
-            else if (memcmp(h.prev, prev, JNL_HASH_LEN) != 0) {
-                r->bad = BAD_LINK;
-                break;
-            }
-            const ckpt_ref_t *c = find_ckpt(r->v, seq);
-            if (c != NULL && memcmp(c->anchor, h.hash, JNL_HASH_LEN) != 0) {
-                r->bad = BAD_ANCHOR;
-                break;
-            }
-            memcpy(prev, h.hash, JNL_HASH_LEN);
-            r->count++;
-            expected++;
-            rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT);
+        /* Step to the next record first, so that its bytes load while this one is checked
+         * (the current record stays mapped until the transaction ends). */
+        int nrc = MDB_NOTFOUND;
+        if (expected < r->to && (nrc = mdb_cursor_get(cur, &nk, &nd, MDB_NEXT)) == 0)
+            prefetch(&nd);
+        if (!record_ok(ctx, seq, d.mv_data, d.mv_size, &h)) {
+            r->bad = BAD_RECORD;
+            break;
         }
-        if (r->bad == BAD_NONE && rc == MDB_NOTFOUND && expected <= r->to)
-            r->bad = BAD_GAP;
-        else if (r->bad == BAD_NONE && rc != 0 && rc != MDB_NOTFOUND) {
-            r->bad = BAD_LMDB;
-            r->lmdb_rc = rc;
+        if (r->count == 0)
+            memcpy(r->first_prev, h.prev, JNL_HASH_LEN);
+        else if (memcmp(h.prev, prev, JNL_HASH_LEN) != 0) {
+            r->bad = BAD_LINK;
+            break;
         }
-        if (cur != NULL)
-            mdb_cursor_close(cur);
-        jnl__rtxn_end(j, txn);
+        const ckpt_ref_t *c = find_ckpt(v, seq);
+        if (c != NULL && memcmp(c->anchor, h.hash, JNL_HASH_LEN) != 0) {
+            r->bad = BAD_ANCHOR;
+            break;
+        }
+        memcpy(prev, h.hash, JNL_HASH_LEN);
+        r->count++;
+        expected++;
+        k = nk;
+        d = nd;
+        rc = nrc;
     }
+    if (r->bad == BAD_NONE && rc == MDB_NOTFOUND && expected <= r->to)
+        r->bad = BAD_GAP;
+    else if (r->bad == BAD_NONE && rc != 0 && rc != MDB_NOTFOUND) {
+        r->bad = BAD_LMDB;
+        r->lmdb_rc = rc;
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    jnl__rtxn_end(j, txn);
     if (r->bad != BAD_NONE)
         r->bad_seq = expected;
     memcpy(r->last_hash, prev, JNL_HASH_LEN);
+}
+
+/* A worker: take ranges in order until none is left or one before them has failed (the
+ * report names the first bad seq: nothing after a failed range can matter). */
+static void *worker_main(void *arg)
+{
+    vwork_t *w = arg;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    for (;;) {
+        size_t i = atomic_fetch_add(&w->next, 1);
+        if (i >= w->n || i > atomic_load(&w->first_bad))
+            break;
+        range_t *r = &w->ranges[i];
+        if (ctx == NULL) {
+            r->bad = BAD_LMDB;
+            r->lmdb_rc = ENOMEM;
+            r->bad_seq = r->from;
+        } else {
+            range_check(w->v, ctx, r);
+        }
+        if (r->bad != BAD_NONE) {
+            size_t cur = atomic_load(&w->first_bad);
+            while (i < cur && !atomic_compare_exchange_weak(&w->first_bad, &cur, i))
+                ;
+        }
+    }
     EVP_MD_CTX_free(ctx);
     return NULL;
 }
@@ -314,7 +369,7 @@ static int verify_once(vctx_t *v)
     MDB_val k, d;
     uint8_t prev[JNL_HASH_LEN] = {0}, hhash[JNL_HASH_LEN];
     uint64_t first = 0, last = 0, hseq = 0, htime = 0;
-    range_t ranges[MAX_WORKERS];
+    range_t *ranges = NULL;
     pthread_t th[MAX_WORKERS];
     int ret, rc;
 
@@ -373,33 +428,39 @@ static int verify_once(vctx_t *v)
     jnl__rtxn_end(j, txn);
     txn = NULL;
 
-    /* 1. The seqs stored when we started, in parallel ranges. */
+    /* 1. The seqs stored when we started, in ranges checked in parallel. */
     uint64_t expected = start;
     if (last >= start) {
         uint64_t total = last - start + 1;
+        uint64_t per = total / MAX_RANGES + 1 > RANGE ? total / MAX_RANGES + 1 : RANGE;
+        size_t n = (size_t)((total + per - 1) / per);
         unsigned nw = nworkers();
         while (nw > 1 && total / nw < MIN_PER_WORKER)
             nw--;
-        uint64_t per = total / nw;
-        for (unsigned t = 0; t < nw; t++) {
-            memset(&ranges[t], 0, sizeof(ranges[t]));
-            ranges[t].v = v;
-            ranges[t].from = start + per * t;
-            ranges[t].to = t + 1 == nw ? last : start + per * (t + 1) - 1;
+        ranges = calloc(n, sizeof(*ranges));
+        if (ranges == NULL) {
+            ret = bd_err_set(v->err, BD_ENOMEM, "out of memory");
+            goto cleanup;
         }
-        unsigned started = 1;
+        for (size_t i = 0; i < n; i++) {
+            ranges[i].from = start + (uint64_t)i * per;
+            ranges[i].to = i + 1 == n ? last : ranges[i].from + per - 1;
+        }
+        vwork_t w = {.v = v, .ranges = ranges, .n = n};
+        atomic_init(&w.next, 0);
+        atomic_init(&w.first_bad, n);
+        unsigned started = 0;
         for (unsigned t = 1; t < nw; t++) {
-            if (pthread_create(&th[t], NULL, range_main, &ranges[t]) != 0)
-                break;
+            if (pthread_create(&th[started], NULL, worker_main, &w) != 0)
+                break; /* fewer helpers: the ranges are shared out all the same */
             started++;
         }
-        range_main(&ranges[0]);
-        for (unsigned t = started; t < nw; t++) /* threads that did not start: here */
-            range_main(&ranges[t]);
-        for (unsigned t = 1; t < started; t++)
+        worker_main(&w);
+        for (unsigned t = 0; t < started; t++)
             pthread_join(th[t], NULL);
-        for (unsigned t = 0; t < nw; t++) {
-            const range_t *r = &ranges[t];
+        /* Stitch in seq order. Every range up to the first bad one was checked. */
+        for (size_t i = 0; i < n; i++) {
+            const range_t *r = &ranges[i];
             if (r->count > 0 && memcmp(r->first_prev, prev, JNL_HASH_LEN) != 0) {
                 ret = link_error(v, r->from, start);
                 goto cleanup;
@@ -483,6 +544,7 @@ static int verify_once(vctx_t *v)
 lmdb:
     ret = jnl__mdb_err(j, rc, v->err, "verify");
 cleanup:
+    free(ranges);
     if (cur != NULL)
         mdb_cursor_close(cur);
     jnl__rtxn_end(j, txn);

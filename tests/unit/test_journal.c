@@ -7,6 +7,7 @@
 #include <lmdb.h>
 #include <math.h>
 #include <msgpack.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -809,6 +810,242 @@ static void test_verify_tamper(void **state)
     expect_verify_fails("t4", 60, "missing");
 }
 
+/* ---- verification in parallel ranges -------------------------------------------------------- */
+
+/* A journal of n events appended without waiting (a few flushes), for the big cases. */
+static void make_big(const char *name, int n)
+{
+    jnl_t *j = open_new(name, JNL_SYNC_NOSYNC);
+    bd_err_t err;
+    for (int i = 0; i < n; i++) {
+        char nm[16];
+        snprintf(nm, sizeof(nm), "o%d", i % 97);
+        json_t *obj = mkobj("DNSZone", "dns", nm, i, "v");
+        jnl_event_t ev = {.source = JNL_SRC_KUBERNETES, .type = i < 97 ? JNL_ADDED : JNL_MODIFIED,
+                          .api_version = APIV, .kind = "DNSZone", .ns = "dns", .name = nm,
+                          .generation = i, .object = obj};
+        int rc = jnl_append(j, &ev, NULL, &err);
+        json_decref(obj);
+        if (rc == BD_EBUSY) {
+            assert_int_equal(jnl_flush(j, &err), 0);
+            i--;
+            continue;
+        }
+        if (rc != 0)
+            fail_msg("append: %s", err.msg);
+    }
+    assert_int_equal(jnl_flush(j, &err), 0);
+    jnl_close(j);
+}
+
+/* Copy journal src to dst (data file only: the lock file is made again). */
+static void copy_journal(const char *src, const char *dst)
+{
+    char from[700], to[700];
+    snprintf(from, sizeof(from), "%s/data.mdb", jpath(src));
+    assert_int_equal(mkdir(jpath(dst), 0750), 0);
+    snprintf(to, sizeof(to), "%s/data.mdb", jpath(dst));
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+static void tamper(const char *name, uint64_t seq, void (*edit)(MDB_val *, uint8_t *, size_t *),
+                   bool del)
+{
+    uint8_t k[8];
+    seqkey(k, seq);
+    raw_edit(jpath(name), "events", k, 8, edit, del);
+}
+
+/* Re-encode the record with a prev_hash that is not its predecessor's hash: the record is
+ * valid on its own (its hash matches its bytes), only the link is broken. */
+static void relink(MDB_val *v, uint8_t *copy, size_t *len)
+{
+    jnl_record_t *rec = NULL;
+    bd_err_t err;
+    uint8_t bogus[JNL_HASH_LEN], *buf = NULL;
+    size_t blen = 0;
+    assert_int_equal(jnl_record_decode(copy, *len, 0, &rec, &err), 0);
+    memset(bogus, 0x5a, sizeof(bogus));
+    assert_int_equal(jnl_record_encode(&rec->ev, rec->ev.seq, rec->ev.time_ns, bogus, &buf,
+                                       &blen, &err), 0);
+    assert_int_equal(blen, *len);
+    memcpy(copy, buf, blen);
+    free(buf);
+    jnl_record_free(rec);
+}
+
+static void test_verify_parallel(void **state)
+{
+    enum { N = 20000 };
+    make_big("big", N);
+    jnl_t *j = open_ro("big");
+    jnl_verify_report_t rep;
+    bd_err_t err;
+    assert_int_equal(jnl_verify(j, &rep, &err), 0);
+    assert_int_equal(rep.first, 1);
+    assert_int_equal(rep.last, N);
+    assert_int_equal(rep.events, N);
+    assert_int_equal(rep.bad_seq, 0);
+    jnl_close(j);
+
+    /* One altered record in the middle of a large journal. */
+    copy_journal("big", "mid");
+    tamper("mid", 10007, flip_byte, false);
+    expect_verify_fails("mid", 10007, "altered");
+
+    /* Several ranges are bad (altered records, a missing one, a truncated one): the report
+     * names the first bad seq whatever order the workers finish in. */
+    copy_journal("big", "many");
+    tamper("many", 17777, flip_byte, false);
+    tamper("many", 12001, NULL, true);
+    tamper("many", 6500, cut_tail, false);
+    tamper("many", 3333, flip_byte, false);
+    tamper("many", 2050, flip_byte, false);
+    tamper("many", 19999, flip_byte, false);
+    for (int round = 0; round < 5; round++)
+        expect_verify_fails("many", 2050, "altered");
+    /* ... and once the first is mended (a copy without it), the next one. */
+    copy_journal("big", "many2");
+    tamper("many2", 17777, flip_byte, false);
+    tamper("many2", 12001, NULL, true);
+    tamper("many2", 6500, cut_tail, false);
+    expect_verify_fails("many2", 6500, NULL);
+
+    /* A broken link where one range meets the next, and one inside a range, with altered
+     * records after both. */
+    static const uint64_t links[] = {1025, 2049, 4096, 4097, 9001};
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "link%zu", i);
+        copy_journal("big", name);
+        tamper(name, links[i], relink, false);
+        tamper(name, links[i] + 3000, flip_byte, false);
+        tamper(name, 15000, NULL, true);
+        char want[64];
+        snprintf(want, sizeof(want), "does not match the hash of seq %llu",
+                 (unsigned long long)(links[i] - 1));
+        expect_verify_fails(name, links[i], want);
+    }
+
+    /* The last event altered, and the last one missing (the head names it). */
+    copy_journal("big", "tail");
+    tamper("tail", N, flip_byte, false);
+    expect_verify_fails("tail", N, "altered");
+    copy_journal("big", "tail2");
+    tamper("tail2", N, NULL, true);
+    expect_verify_fails("tail2", N, "missing");
+}
+
+typedef struct appender {
+    jnl_t *j;
+    int id, n;
+    int rc;
+    uint64_t last_seq;
+} appender_t;
+
+static void *appender_main(void *arg)
+{
+    appender_t *a = arg;
+    bd_err_t err;
+    char nm[32], target[32];
+    snprintf(nm, sizeof(nm), "t%d", a->id);
+    snprintf(target, sizeof(target), "thread:%d", a->id);
+    for (int i = 0; i < a->n && a->rc == 0; i++) {
+        json_t *obj = mkobj("DNSZone", "dns", nm, i, "value");
+        jnl_event_t ev = {.type = JNL_MODIFIED, .api_version = APIV, .kind = "DNSZone",
+                          .ns = "dns", .name = nm, .generation = i, .object = obj};
+        uint64_t seq = 0;
+        int rc = jnl_append(a->j, &ev, &seq, &err);
+        json_decref(obj);
+        if (rc == BD_EBUSY) {
+            jnl_flush(a->j, NULL);
+            i--;
+            continue;
+        }
+        if (rc == 0 && seq <= a->last_seq)
+            rc = BD_EINTERNAL; /* seqs of one thread must increase */
+        a->last_seq = seq;
+        /* A meta update queued behind the event: never ahead of it. */
+        if (rc == 0 && i % 50 == 49)
+            rc = jnl_watermark_set(a->j, target, seq, &err);
+        if (rc == 0 && i % 500 == 499)
+            rc = jnl_flush(a->j, &err);
+        a->rc = rc;
+    }
+    if (a->rc == 0)
+        a->rc = jnl_watermark_set(a->j, target, a->last_seq, &err);
+    return NULL;
+}
+
+/* Appends from several threads through the sealer and the writer with a small batch size
+ * (the queue is longer than a batch), verified while they run: every verify sees a chain
+ * that proves, and at the end every seq is there once, chained, with its watermark. */
+static void test_append_threads_verify(void **state)
+{
+    enum { T = 4, PER = 3000 };
+    jnl_opts_t o;
+    jnl_t *j = NULL;
+    bd_err_t err;
+    jnl_opts_init(&o);
+    o.flags = JNL_OPEN_CREATE;
+    o.sync = JNL_SYNC_NOSYNC;
+    o.batch_max = 16;
+    o.batch_ms = 1;
+    assert_int_equal(jnl_open(jpath("threads"), &o, &j, &err), 0);
+    appender_t a[T];
+    pthread_t th[T];
+    for (int t = 0; t < T; t++) {
+        a[t] = (appender_t){.j = j, .id = t, .n = PER};
+        assert_int_equal(pthread_create(&th[t], NULL, appender_main, &a[t]), 0);
+    }
+    int verifies = 0;
+    uint64_t prev_last = 0;
+    for (;;) {
+        jnl_verify_report_t rep;
+        int rc = jnl_verify(j, &rep, &err);
+        if (rc != 0)
+            fail_msg("verify while appending: %s", err.msg);
+        assert_true(rep.last >= prev_last);
+        prev_last = rep.last;
+        verifies++;
+        if (rep.last >= (uint64_t)T * PER)
+            break;
+        usleep(2000);
+    }
+    for (int t = 0; t < T; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        assert_int_equal(a[t].rc, 0);
+    }
+    assert_int_equal(jnl_flush(j, &err), 0);
+    assert_int_equal(jnl_committed_seq(j), (uint64_t)T * PER);
+    jnl_verify_report_t rep;
+    assert_int_equal(jnl_verify(j, &rep, &err), 0);
+    assert_int_equal(rep.events, (uint64_t)T * PER);
+    for (int t = 0; t < T; t++) {
+        char nm[32], target[32];
+        snprintf(nm, sizeof(nm), "t%d", t);
+        snprintf(target, sizeof(target), "thread:%d", t);
+        uint64_t *seqs = NULL, wm = 0;
+        size_t n = 0;
+        assert_int_equal(jnl_history(j, APIV, "DNSZone", "dns", nm, &seqs, &n, &err), 0);
+        assert_int_equal(n, PER);
+        assert_int_equal(seqs[n - 1], a[t].last_seq);
+        free(seqs);
+        assert_int_equal(jnl_watermark_get(j, target, &wm, &err), 0);
+        assert_int_equal(wm, a[t].last_seq);
+    }
+    jnl_close(j);
+    print_message("append threads: %d verifies while appending\n", verifies);
+}
+
 /* ---- checkpoints and retention -------------------------------------------------------------- */
 
 static void test_checkpoint_retention(void **state)
@@ -1451,6 +1688,8 @@ int main(void)
         cmocka_unit_test(test_indexes_history),
         cmocka_unit_test(test_state_fold),
         cmocka_unit_test(test_verify_tamper),
+        cmocka_unit_test(test_verify_parallel),
+        cmocka_unit_test(test_append_threads_verify),
         cmocka_unit_test(test_checkpoint_retention),
         cmocka_unit_test(test_space_limit),
         cmocka_unit_test(test_group_commit),
