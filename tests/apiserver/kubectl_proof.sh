@@ -16,18 +16,7 @@ SRC=$2
 KDIR=${KUBECTL_DIR:-/usr/lib/google-cloud-sdk/bin}
 T=30
 
-WORK=$(mktemp -d /tmp/bd-kubectl-proof.XXXXXX)
-SRV_PID=
-cleanup() {
-    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); echo "ok   - $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; [ -f "$WORK/out" ] && sed 's/^/       | /' "$WORK/out" | head -20; }
+. "$SRC/tests/apiserver/double_env.sh" kubectl-proof
 
 # One CA and a server certificate for 127.0.0.1 (the client verifies the CA).
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bd-test-ca" \
@@ -38,52 +27,6 @@ printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$WORK/ext
 openssl x509 -req -in "$WORK/srv.csr" -CA "$WORK/ca.crt" -CAkey "$WORK/ca.key" \
     -CAcreateserial -days 2 -extfile "$WORK/ext" -out "$WORK/srv.crt" >/dev/null 2>&1 ||
     { echo "openssl x509 failed"; exit 1; }
-
-start_server() { # MODE (http|https)
-    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
-    rm -f "$WORK/port"
-    if [ "$1" = https ]; then
-        "$BIN" --port-file "$WORK/port" --token s3cret --tls-cert "$WORK/srv.crt" \
-            --tls-key "$WORK/srv.key" >"$WORK/server.log" 2>&1 &
-    else
-        "$BIN" --port-file "$WORK/port" >"$WORK/server.log" 2>&1 &
-    fi
-    SRV_PID=$!
-    for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.05; done
-    PORT=$(cat "$WORK/port")
-    local ca=""
-    if [ "$1" = https ]; then
-        ca="certificate-authority-data: $(base64 -w0 < "$WORK/ca.crt")"
-        SERVER="https://127.0.0.1:$PORT"
-    else
-        SERVER="http://127.0.0.1:$PORT"
-    fi
-    rm -rf "$WORK/home"
-    mkdir -p "$WORK/home"
-    cat > "$WORK/kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: double
-  cluster:
-    server: $SERVER
-    $ca
-users:
-- name: tester
-  user:
-    token: s3cret
-contexts:
-- name: double
-  context: {cluster: double, user: tester}
-current-context: double
-EOF
-}
-
-kc() { # run kubectl, output in $WORK/out; returns its status
-    HOME="$WORK/home" KUBECONFIG="$WORK/kubeconfig" timeout $T "$K" "$@" >"$WORK/out" 2>&1
-}
-
-count() { grep -c -- "$1" "$WORK/out"; }
 
 NDOCS=$(cat "$SRC"/deploy/examples/*.yaml | grep -c '^kind:')
 NCRDS=$(ls "$SRC"/schema/crds/*.yaml | wc -l)

@@ -23,18 +23,7 @@ BINDY=${3:-}
 KDIR=${KUBECTL_DIR:-/usr/lib/google-cloud-sdk/bin}
 T=30
 
-WORK=$(mktemp -d /tmp/bd-deploy-test.XXXXXX)
-SRV_PID=
-cleanup() {
-    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); echo "ok   - $*"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; [ -f "$WORK/out" ] && sed 's/^/       | /' "$WORK/out" | head -20; }
+. "$SRC/tests/apiserver/double_env.sh" deploy-test
 
 # ---- (a) deploy/crds == schema/crds ----------------------------------------------------
 rm -f "$WORK/out"
@@ -69,39 +58,6 @@ else
 fi
 
 # ---- (b) against the API-server double ---------------------------------------------------
-start_server() {
-    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
-    rm -f "$WORK/port"
-    "$BIN" --port-file "$WORK/port" >"$WORK/server.log" 2>&1 &
-    SRV_PID=$!
-    for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.05; done
-    PORT=$(cat "$WORK/port" 2>/dev/null)
-    rm -rf "$WORK/home"
-    mkdir -p "$WORK/home"
-    cat >"$WORK/kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: double
-  cluster:
-    server: http://127.0.0.1:$PORT
-users:
-- name: tester
-  user:
-    token: s3cret
-contexts:
-- name: double
-  context: {cluster: double, user: tester}
-current-context: double
-EOF
-}
-
-kc() { # run kubectl, output in $WORK/out; returns its status
-    HOME="$WORK/home" KUBECONFIG="$WORK/kubeconfig" timeout $T "$K" "$@" >"$WORK/out" 2>&1
-}
-
-count() { grep -c -- "$1" "$WORK/out"; }
-
 # py 'python expression over d (the JSON in $WORK/out)' [message]: asserts
 # (on failure $WORK/out holds the assertion instead of the JSON, for bad() to show)
 py() {

@@ -28,7 +28,7 @@
 
 #include "apiserver.h"
 #include "client.h"
-#include "doc.h"
+#include "k8s_fixture.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
@@ -38,23 +38,6 @@ static double now_s(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
-
-static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents) {}
-
-/* Run the loop until *counter >= want or max_s passed. */
-static bool run_until(struct ev_loop *loop, const int *counter, int want, double max_s)
-{
-    ev_timer wake;
-    ev_timer_init(&wake, wake_cb, 0.01, 0.01);
-    ev_timer_start(loop, &wake);
-    double end = now_s() + max_s;
-    while ((counter == NULL || *counter < want) && now_s() < end)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &wake);
-    return counter == NULL || *counter >= want;
-}
-
-static void run_for(struct ev_loop *loop, double s) { run_until(loop, NULL, 0, s); }
 
 typedef struct got {
     int n;
@@ -120,103 +103,21 @@ static json_t *arecord(const char *name, const char *ip)
                      "ipv4Addresses", ip, "ttl", 300);
 }
 
-static char *source_path(const char *rel)
+/* The double (bookmarks every 200 ms), a loop, a client with the defaults. */
+static void fx_start(kfx_t *f)
 {
-    const char *src = getenv("BINDY_SOURCE_DIR");
-    assert_non_null(src);
-    char *p = malloc(strlen(src) + strlen(rel) + 2);
-    sprintf(p, "%s/%s", src, rel);
-    return p;
-}
-
-/* Register every CRD in schema/crds with the double (YAML -> JSON -> create). */
-static void load_crds(bd_apiserver_t *s)
-{
-    static const char *const files[] = {"arecords.yaml", "dnszones.yaml", "bind9instances.yaml",
-                                        "txtrecords.yaml"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
-        char rel[128];
-        snprintf(rel, sizeof(rel), "schema/crds/%s", files[i]);
-        char *path = source_path(rel);
-        doc_list_t *l = NULL;
-        bd_err_t err;
-        bd_err_clear(&err);
-        assert_int_equal(doc_load_file(path, &l, &err), 0);
-        assert_null(doc_list_error(l, NULL));
-        assert_int_equal(doc_list_count(l), 1);
-        char *text = json_dumps(doc_value(doc_list_get(l, 0)), JSON_COMPACT);
-        int rc = bd_apiserver_create(s, text, &err);
-        if (rc != 0)
-            fprintf(stderr, "create CRD %s: %s\n", files[i], err.msg);
-        assert_int_equal(rc, 0);
-        free(text);
-        doc_list_free(l);
-        free(path);
-    }
-}
-
-typedef struct fx {
-    bd_apiserver_t *s;
-    struct ev_loop *loop;
-    k8s_client_t *c;
-    k8s_config_t cfg;
-} fx_t;
-
-static bd_apiserver_t *server_start(const char *token, const char *cert, const char *key)
-{
-    bd_apiserver_opts_t o;
-    bd_apiserver_opts_init(&o);
-    o.bookmark_ms = 200;
-    o.token = token;
-    o.tls_cert_pem = cert;
-    o.tls_key_pem = key;
-    bd_apiserver_t *s = NULL;
-    bd_err_t err;
-    bd_err_clear(&err);
-    int rc = bd_apiserver_start(&o, &s, &err);
-    if (rc != 0)
-        fprintf(stderr, "apiserver: %s\n", err.msg);
-    assert_int_equal(rc, 0);
-    return s;
-}
-
-static void fx_client(fx_t *f, const k8s_client_opts_t *o)
-{
-    bd_err_t err;
-    bd_err_clear(&err);
-    int rc = k8s_client_new(f->loop, &f->cfg, o, &f->c, &err);
-    if (rc != 0)
-        fprintf(stderr, "client: %s\n", err.msg);
-    assert_int_equal(rc, 0);
-}
-
-static void fx_start(fx_t *f, const k8s_client_opts_t *o)
-{
-    memset(f, 0, sizeof(*f));
-    f->s = server_start(NULL, NULL, NULL);
-    load_crds(f->s);
-    f->loop = ev_loop_new(EVFLAG_AUTO);
-    f->cfg.server = (char *)bd_apiserver_url(f->s);
-    f->cfg.origin = "test";
-    f->cfg.ns = "default";
-    fx_client(f, o);
-}
-
-static void fx_stop(fx_t *f)
-{
-    k8s_client_free(f->c);
-    ev_loop_destroy(f->loop);
-    bd_apiserver_stop(f->s);
+    kfx_opts_t o = {.bookmark_ms = 200};
+    kfx_start(f, &o);
 }
 
 /* Synchronous wrappers: start, then run the loop until the callback (bounded). */
-static void wait_done(fx_t *f, got_t *g)
+static void wait_done(kfx_t *f, got_t *g)
 {
-    assert_true(run_until(f->loop, &g->n, 1, 20.0));
+    assert_true(kfx_wait_count(f->loop, &g->n, 1, 20.0));
     assert_int_equal(g->n, 1);
 }
 
-static void do_req(fx_t *f, k8s_method_t m, const char *path, const char *query, const json_t *body,
+static void do_req(kfx_t *f, k8s_method_t m, const char *path, const char *query, const json_t *body,
                    const char *key, got_t *g)
 {
     got_reset(g);
@@ -276,8 +177,8 @@ static void test_path(void **state)
 
 static void test_crud(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     got_t g = {0};
 
     /* create */
@@ -443,15 +344,15 @@ static void test_crud(void **state)
     assert_int_equal(k8s_delete(f.c, &AREC, "default", "www", on_done, &g, NULL), 0);
     wait_done(&f, &g);
     assert_int_equal(g.code, BD_ENOTFOUND);
-    char *left = bd_apiserver_get(f.s, "bindy.firestoned.io", "arecords", "default", "www");
+    char *left = bd_apiserver_get(f.as, "bindy.firestoned.io", "arecords", "default", "www");
     assert_null(left);
 
     /* the log: user agent on everything, fieldManager on writes and not on reads/deletes */
-    size_t n = bd_apiserver_log_count(f.s);
+    size_t n = bd_apiserver_log_count(f.as);
     assert_true(n >= 15);
     for (size_t i = 0; i < n; i++) {
         bd_apiserver_req_t e;
-        assert_int_equal(bd_apiserver_log_get(f.s, i, &e), 0);
+        assert_int_equal(bd_apiserver_log_get(f.as, i, &e), 0);
         if (strstr(e.query, "someone-else"))
             continue;
         assert_true(strncmp(e.user_agent, "bindy/", 6) == 0);
@@ -470,14 +371,14 @@ static void test_crud(void **state)
 
     json_decref(obj);
     got_reset(&g);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* Bad requests are refused synchronously and never call back. */
 static void test_bad_args(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     got_t g = {0};
     k8s_req_t r = {.method = K8S_GET, .path = "no-slash"};
     assert_int_equal(k8s_call(f.c, &r, on_done, &g, NULL), BD_EINVAL);
@@ -488,7 +389,7 @@ static void test_bad_args(void **state)
     assert_int_equal(k8s_get(f.c, &AREC, NULL, "x", on_done, &g, NULL), BD_EINVAL);
     assert_int_equal(k8s_watch(f.c, "/api/v1/configmaps", "watch=1", NULL, on_done, &g, NULL),
                      BD_EINVAL);
-    run_for(f.loop, 0.1);
+    kfx_run_for(f.loop, 0.1);
     assert_int_equal(g.n, 0);
     k8s_client_opts_t o;
     k8s_client_opts_init(&o);
@@ -513,7 +414,7 @@ static void test_bad_args(void **state)
     bad.token_file = "/nonexistent/token";
     assert_int_equal(k8s_client_new(f.loop, &bad, NULL, &c2, &err), BD_EINVAL);
     assert_non_null(strstr(err.msg, "/nonexistent/token"));
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 static void test_opts_env(void **state)
@@ -538,31 +439,8 @@ static void test_opts_env(void **state)
 
 /* ---- read-modify-write ---------------------------------------------------------------- */
 
-/* A blocking write straight to the double (another writer, from the test's side). */
-static long raw_patch(bd_apiserver_t *s, const char *path, const char *body)
-{
-    CURL *c = curl_easy_init();
-    char url[1024];
-    snprintf(url, sizeof(url), "%s%s", bd_apiserver_url(s), path);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/merge-patch+json");
-    FILE *devnull = fopen("/dev/null", "w");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PATCH");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, devnull);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    long st = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    fclose(devnull);
-    return st;
-}
-
 typedef struct mut {
-    fx_t *f;
+    kfx_t *f;
     int calls;
     int interfere; /* concurrent writes to make, one per call, while > 0 */
     int ret;
@@ -577,7 +455,7 @@ static int mutate(void *arg, json_t *obj)
         char body[128];
         snprintf(body, sizeof(body), "{\"metadata\":{\"annotations\":{\"other\":\"%d\"}}}",
                  ++writes);
-        assert_int_equal(raw_patch(m->f->s, AR_PATH "/www", body), 200);
+        assert_int_equal(kfx_http(m->f, "PATCH", AR_PATH "/www", "application/merge-patch+json", body), 200);
     }
     if (m->ret != 0)
         return m->ret;
@@ -598,8 +476,8 @@ static void mod_done(void *arg, const k8s_resp_t *r) { on_done(&((mod_ctx_t *)ar
 
 static void test_modify_conflicts(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     got_t g = {0};
     json_t *obj = arecord("www", "192.0.2.10");
     assert_int_equal(k8s_create(f.c, &AREC, "default", obj, on_done, &g, NULL), 0);
@@ -609,19 +487,19 @@ static void test_modify_conflicts(void **state)
     got_reset(&g);
 
     /* one concurrent write: the first PUT conflicts, the second attempt wins */
-    bd_apiserver_log_clear(f.s);
+    bd_apiserver_log_clear(f.as);
     mod_ctx_t x = {.m = {.f = &f, .interfere = 1}};
     assert_int_equal(k8s_modify(f.c, &AREC, "default", "www", NULL, mod_mutate, mod_done, &x, NULL),
                      0);
     assert_int_equal(x.m.calls, 0);
-    assert_true(run_until(f.loop, &x.g.n, 1, 20));
+    assert_true(kfx_wait_count(f.loop, &x.g.n, 1, 20));
     assert_int_equal(x.g.code, BD_OK);
     assert_int_equal(x.m.calls, 2);
     assert_int_equal(json_integer_value(jget(x.g.body, "spec.ttl")), 301);
     assert_string_equal(jstr(x.g.body, "metadata.annotations.other"), "1");
     bd_apiserver_req_t e[16];
-    assert_int_equal(log_find(f.s, "get", "/arecords/www", e, 16), 2);
-    size_t nu = log_find(f.s, "update", "/arecords/www", e, 16);
+    assert_int_equal(log_find(f.as, "get", "/arecords/www", e, 16), 2);
+    size_t nu = log_find(f.as, "update", "/arecords/www", e, 16);
     assert_int_equal(nu, 2);
     assert_int_equal(e[0].status, 409);
     assert_int_equal(e[1].status, 200);
@@ -631,9 +509,9 @@ static void test_modify_conflicts(void **state)
     x.m = (mut_t){.f = &f, .interfere = 100};
     assert_int_equal(k8s_modify(f.c, &AREC, "default", "www", NULL, mod_mutate, mod_done, &x, NULL),
                      0);
-    assert_true(run_until(f.loop, &x.g.n, 1, 20));
+    assert_true(kfx_wait_count(f.loop, &x.g.n, 1, 20));
     if (x.g.code != BD_ECONFLICT) {
-        char *lj = bd_apiserver_log_json(f.s, 0);
+        char *lj = bd_apiserver_log_json(f.as, 0);
         fprintf(stderr, "calls %d code %d: %s\n%s\n", x.m.calls, x.g.code, x.g.message, lj);
         free(lj);
     }
@@ -642,21 +520,21 @@ static void test_modify_conflicts(void **state)
     got_reset(&x.g);
 
     /* nothing to write: BD_OK with the object read, no PUT */
-    bd_apiserver_log_clear(f.s);
+    bd_apiserver_log_clear(f.as);
     x.m = (mut_t){.f = &f, .ret = 1};
     assert_int_equal(k8s_modify(f.c, &AREC, "default", "www", NULL, mod_mutate, mod_done, &x, NULL),
                      0);
-    assert_true(run_until(f.loop, &x.g.n, 1, 20));
+    assert_true(kfx_wait_count(f.loop, &x.g.n, 1, 20));
     assert_int_equal(x.g.code, BD_OK);
     assert_int_equal(json_integer_value(jget(x.g.body, "spec.ttl")), 301);
-    assert_int_equal(log_find(f.s, "update", NULL, e, 16), 0);
+    assert_int_equal(log_find(f.as, "update", NULL, e, 16), 0);
     got_reset(&x.g);
 
     /* mutate gives up */
     x.m = (mut_t){.f = &f, .ret = BD_EINVAL};
     assert_int_equal(k8s_modify(f.c, &AREC, "default", "www", NULL, mod_mutate, mod_done, &x, NULL),
                      0);
-    assert_true(run_until(f.loop, &x.g.n, 1, 20));
+    assert_true(kfx_wait_count(f.loop, &x.g.n, 1, 20));
     assert_int_equal(x.g.code, BD_EINVAL);
     got_reset(&x.g);
 
@@ -664,7 +542,7 @@ static void test_modify_conflicts(void **state)
     x.m = (mut_t){.f = &f};
     assert_int_equal(
         k8s_modify(f.c, &AREC, "default", "gone", NULL, mod_mutate, mod_done, &x, NULL), 0);
-    assert_true(run_until(f.loop, &x.g.n, 1, 20));
+    assert_true(kfx_wait_count(f.loop, &x.g.n, 1, 20));
     assert_int_equal(x.g.code, BD_ENOTFOUND);
     assert_int_equal(x.m.calls, 0);
     got_reset(&x.g);
@@ -673,45 +551,45 @@ static void test_modify_conflicts(void **state)
     x.m = (mut_t){.f = &f, .ret = 0};
     assert_int_equal(
         k8s_modify(f.c, &AREC, "default", "www", "status", mod_mutate, mod_done, &x, NULL), 0);
-    assert_true(run_until(f.loop, &x.g.n, 1, 20));
+    assert_true(kfx_wait_count(f.loop, &x.g.n, 1, 20));
     assert_int_equal(x.g.code, BD_OK);
     assert_int_equal(json_integer_value(jget(x.g.body, "spec.ttl")),
                      301); /* spec ignored on /status */
-    assert_int_equal(log_find(f.s, "update", "/arecords/www/status", e, 16), 1);
+    assert_int_equal(log_find(f.as, "update", "/arecords/www/status", e, 16), 1);
     got_reset(&x.g);
 
     /* cancelled while reading: no callback, no write */
-    bd_apiserver_log_clear(f.s);
-    bd_apiserver_set_latency(f.s, 200);
+    bd_apiserver_log_clear(f.as);
+    bd_apiserver_set_latency(f.as, 200);
     x.m = (mut_t){.f = &f};
     k8s_call_t *h = NULL;
     assert_int_equal(k8s_modify(f.c, &AREC, "default", "www", NULL, mod_mutate, mod_done, &x, &h),
                      0);
     assert_non_null(h);
-    run_for(f.loop, 0.05);
+    kfx_run_for(f.loop, 0.05);
     k8s_call_cancel(h);
-    run_for(f.loop, 0.5);
+    kfx_run_for(f.loop, 0.5);
     assert_int_equal(x.g.n, 0);
     assert_int_equal(x.m.calls, 0);
-    bd_apiserver_set_latency(f.s, 0);
-    fx_stop(&f);
+    bd_apiserver_set_latency(f.as, 0);
+    kfx_stop(&f);
 }
 
 /* ---- politeness ----------------------------------------------------------------------- */
 
 static void test_throttle_retry_after(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     got_t g = {0};
-    bd_apiserver_log_clear(f.s);
-    bd_apiserver_throttle_next(f.s, 1, 2, "list /api/v1/namespaces/default/configmaps");
+    bd_apiserver_log_clear(f.as);
+    bd_apiserver_throttle_next(f.as, 1, 2, "list /api/v1/namespaces/default/configmaps");
     double t0 = now_s();
     do_req(&f, K8S_GET, "/api/v1/namespaces/default/configmaps", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_OK);
     assert_true(g.t - t0 >= 1.9);
     bd_apiserver_req_t e[8];
-    assert_int_equal(log_find(f.s, "list", "/configmaps", e, 8), 2);
+    assert_int_equal(log_find(f.as, "list", "/configmaps", e, 8), 2);
     assert_int_equal(e[0].status, 429);
     assert_int_equal(e[1].status, 200);
     double gap = e[1].time - e[0].time;
@@ -727,32 +605,29 @@ static void test_throttle_retry_after(void **state)
     k8s_client_opts_t o;
     k8s_client_opts_init(&o);
     o.max_retries = 2;
-    fx_client(&f, &o);
-    bd_apiserver_log_clear(f.s);
-    bd_apiserver_throttle_next(f.s, 5, 1, NULL);
+    kfx_client(&f, &o);
+    bd_apiserver_log_clear(f.as);
+    bd_apiserver_throttle_next(f.as, 5, 1, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces/default/configmaps", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_EBUSY);
     assert_int_equal(g.status, 429);
     assert_string_equal(g.reason, "TooManyRequests");
-    assert_int_equal(log_find(f.s, "list", "/configmaps", e, 8), 3);
+    assert_int_equal(log_find(f.as, "list", "/configmaps", e, 8), 3);
     k8s_client_stats(f.c, &s);
     assert_int_equal(s.throttled, 3);
     assert_int_equal(s.retries, 2);
     assert_int_equal(s.errors, 1);
-    bd_apiserver_reset_faults(f.s);
+    bd_apiserver_reset_faults(f.as);
     got_reset(&g);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 static void test_rate_limit(void **state)
 {
-    k8s_client_opts_t o;
-    k8s_client_opts_init(&o);
-    o.qps = 20;
-    o.burst = 5;
-    fx_t f;
-    fx_start(&f, &o);
-    bd_apiserver_log_clear(f.s);
+    kfx_t f;
+    kfx_opts_t o = {.bookmark_ms = 200, .qps = 20, .burst = 5};
+    kfx_start(&f, &o);
+    bd_apiserver_log_clear(f.as);
     enum { N = 40 };
     static got_t g[N];
     int done = 0;
@@ -764,7 +639,7 @@ static void test_rate_limit(void **state)
     }
     double end = now_s() + 20;
     while (done < N && now_s() < end) {
-        run_for(f.loop, 0.02);
+        kfx_run_for(f.loop, 0.02);
         done = 0;
         for (int i = 0; i < N; i++)
             done += g[i].n;
@@ -772,7 +647,7 @@ static void test_rate_limit(void **state)
     assert_int_equal(done, N);
     double t1 = now_s();
     bd_apiserver_req_t e[N];
-    assert_int_equal(log_find(f.s, "get", "/namespaces/default", e, N), N);
+    assert_int_equal(log_find(f.as, "get", "/namespaces/default", e, N), N);
     double span = e[N - 1].time - e[0].time;
     /* 5 at once, then 35 at 20/s: 1.75 s */
     assert_true(span >= 1.5);
@@ -786,17 +661,17 @@ static void test_rate_limit(void **state)
     k8s_client_stats_t s;
     k8s_client_stats(f.c, &s);
     assert_true(s.rate_wait_s > 10.0); /* sum of the waits: 0.05+0.10+...+1.75 */
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 static void test_backoff(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     got_t g = {0};
-    bd_apiserver_log_clear(f.s);
+    bd_apiserver_log_clear(f.as);
     enum { FAILS = 8 };
-    bd_apiserver_fail_next(f.s, FAILS, 500, "get /api/v1/namespaces/kube-system");
+    bd_apiserver_fail_next(f.as, FAILS, 500, "get /api/v1/namespaces/kube-system");
     for (int i = 0; i < FAILS; i++) {
         do_req(&f, K8S_GET, "/api/v1/namespaces/kube-system", NULL, NULL, "namespaces//kube-system",
                &g);
@@ -821,7 +696,7 @@ static void test_backoff(void **state)
     assert_true(g.t - t0 < 0.3);
 
     bd_apiserver_req_t e[16];
-    size_t n = log_find(f.s, "get", "/namespaces/kube-system", e, 16);
+    size_t n = log_find(f.as, "get", "/namespaces/kube-system", e, 16);
     assert_int_equal(n, FAILS + 2);
     double gap[FAILS + 1];
     for (size_t i = 1; i <= FAILS; i++) {
@@ -836,13 +711,13 @@ static void test_backoff(void **state)
         assert_true(gap[i] > gap[i - 1]);
     assert_true(gap[FAILS] < 2.0);
     got_reset(&g);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 static void test_status_mapping(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     got_t g = {0};
     static const struct {
         int status;
@@ -854,7 +729,7 @@ static void test_status_mapping(void **state)
         {504, BD_EUNAVAIL, "Timeout"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
-        bd_apiserver_fail_next(f.s, 1, cases[i].status, NULL);
+        bd_apiserver_fail_next(f.as, 1, cases[i].status, NULL);
         do_req(&f, K8S_GET, "/api/v1/namespaces/default", NULL, NULL, NULL, &g);
         assert_int_equal(g.code, cases[i].code);
         assert_int_equal(g.status, cases[i].status);
@@ -874,35 +749,35 @@ static void test_status_mapping(void **state)
     k8s_client_opts_t o;
     k8s_client_opts_init(&o);
     o.timeout_ms = 300;
-    fx_client(&f, &o);
-    bd_apiserver_set_latency(f.s, 1500);
+    kfx_client(&f, &o);
+    bd_apiserver_set_latency(f.as, 1500);
     do_req(&f, K8S_GET, "/api/v1/namespaces/default", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_ETIMEOUT);
     assert_int_equal(g.status, 0);
     assert_non_null(strstr(g.message, "/api/v1/namespaces/default"));
-    bd_apiserver_set_latency(f.s, 0);
+    bd_apiserver_set_latency(f.as, 0);
     got_reset(&g);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 static void test_connection_refused(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     char url[64];
-    snprintf(url, sizeof(url), "%s", bd_apiserver_url(f.s));
+    snprintf(url, sizeof(url), "%s", bd_apiserver_url(f.as));
     k8s_client_free(f.c);
-    bd_apiserver_stop(f.s);
-    f.s = NULL;
+    bd_apiserver_stop(f.as);
+    f.as = NULL;
     f.cfg.server = url;
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     got_t g = {0};
     do_req(&f, K8S_GET, "/api/v1/namespaces", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_EIO);
     assert_int_equal(g.status, 0);
     assert_true(strlen(g.message) > 0);
     got_reset(&g);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* ---- watches -------------------------------------------------------------------------- */
@@ -940,7 +815,7 @@ static void on_event(void *arg, const char *type, json_t *object)
 
 static void on_end(void *arg, const k8s_resp_t *r) { on_done(&((wrec_t *)arg)->end, r); }
 
-static void create_sync(fx_t *f, const char *name, const char *ip)
+static void create_sync(kfx_t *f, const char *name, const char *ip)
 {
     got_t g = {0};
     json_t *o = arecord(name, ip);
@@ -953,18 +828,18 @@ static void create_sync(fx_t *f, const char *name, const char *ip)
 
 static void test_watch(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     got_t g = {0};
     create_sync(&f, "a", "192.0.2.1");
     char q[256];
     snprintf(q, sizeof(q), "watch=1&resourceVersion=%llu&allowWatchBookmarks=true&timeoutSeconds=2",
-             (unsigned long long)bd_apiserver_resource_version(f.s));
+             (unsigned long long)bd_apiserver_resource_version(f.as));
     wrec_t w = {.events = json_array()};
     assert_int_equal(k8s_watch(f.c, AR_PATH, q, on_event, on_end, &w, &w.self), 0);
     assert_non_null(w.self);
-    run_for(f.loop, 0.2);
-    assert_int_equal(bd_apiserver_watches_open(f.s), 1);
+    kfx_run_for(f.loop, 0.2);
+    assert_int_equal(bd_apiserver_watches_open(f.as), 1);
     create_sync(&f, "b", "192.0.2.2");
     json_t *p = json_pack("{s:{s:i}}", "spec", "ttl", 60);
     got_reset(&g);
@@ -974,9 +849,9 @@ static void test_watch(void **state)
     got_reset(&g);
     assert_int_equal(k8s_delete(f.c, &AREC, "default", "b", on_done, &g, NULL), 0);
     wait_done(&f, &g);
-    assert_true(run_until(f.loop, &w.nev, 3, 5));
+    assert_true(kfx_wait_count(f.loop, &w.nev, 3, 5));
     /* the stream ends by itself (timeoutSeconds=2): BD_OK */
-    assert_true(run_until(f.loop, &w.end.n, 1, 10));
+    assert_true(kfx_wait_count(f.loop, &w.end.n, 1, 10));
     assert_int_equal(w.end.code, BD_OK);
     assert_int_equal(w.end.status, 200);
     assert_int_equal(w.nev, 3);
@@ -998,34 +873,34 @@ static void test_watch(void **state)
     json_decref(w.events);
     got_reset(&w.end);
     got_reset(&g);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 static void test_watch_drop_gone_cancel(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     create_sync(&f, "a", "192.0.2.1");
-    unsigned long long rv0 = bd_apiserver_resource_version(f.s);
+    unsigned long long rv0 = bd_apiserver_resource_version(f.as);
 
     /* a dropped stream: BD_EIO */
     char q[256];
     snprintf(q, sizeof(q), "watch=1&resourceVersion=%llu&timeoutSeconds=30", rv0);
-    wrec_t w = {.events = json_array(), .drop_on_first = f.s};
+    wrec_t w = {.events = json_array(), .drop_on_first = f.as};
     assert_int_equal(k8s_watch(f.c, AR_PATH, q, on_event, on_end, &w, &w.self), 0);
-    run_for(f.loop, 0.2);
+    kfx_run_for(f.loop, 0.2);
     create_sync(&f, "b", "192.0.2.2");
-    assert_true(run_until(f.loop, &w.end.n, 1, 10));
+    assert_true(kfx_wait_count(f.loop, &w.end.n, 1, 10));
     assert_int_equal(w.nev, 1);
     assert_int_equal(w.end.code, BD_EIO);
     got_reset(&w.end);
     json_decref(w.events);
 
     /* compacted history: an ERROR event (410 Expired), then BD_EGONE */
-    bd_apiserver_compact(f.s);
+    bd_apiserver_compact(f.as);
     w = (wrec_t){.events = json_array()};
     assert_int_equal(k8s_watch(f.c, AR_PATH, q, on_event, on_end, &w, &w.self), 0);
-    assert_true(run_until(f.loop, &w.end.n, 1, 10));
+    assert_true(kfx_wait_count(f.loop, &w.end.n, 1, 10));
     assert_int_equal(w.nev, 1);
     assert_string_equal(json_string_value(json_array_get(json_array_get(w.events, 0), 0)), "ERROR");
     assert_int_equal(w.end.code, BD_EGONE);
@@ -1039,7 +914,7 @@ static void test_watch_drop_gone_cancel(void **state)
     assert_int_equal(
         k8s_watch(f.c, "/apis/nothing.example/v1/things", "watch=1", on_event, on_end, &w, NULL),
         0);
-    assert_true(run_until(f.loop, &w.end.n, 1, 10));
+    assert_true(kfx_wait_count(f.loop, &w.end.n, 1, 10));
     assert_int_equal(w.end.code, BD_ENOTFOUND);
     assert_int_equal(w.nev, 0);
     got_reset(&w.end);
@@ -1047,33 +922,33 @@ static void test_watch_drop_gone_cancel(void **state)
 
     /* cancelled from its own event callback: no more events, no on_end */
     snprintf(q, sizeof(q), "watch=1&resourceVersion=%llu&timeoutSeconds=30",
-             (unsigned long long)bd_apiserver_resource_version(f.s));
+             (unsigned long long)bd_apiserver_resource_version(f.as));
     w = (wrec_t){.events = json_array(), .cancel_on_first = true};
     assert_int_equal(k8s_watch(f.c, AR_PATH, q, on_event, on_end, &w, &w.self), 0);
-    run_for(f.loop, 0.2);
+    kfx_run_for(f.loop, 0.2);
     create_sync(&f, "c", "192.0.2.3");
     create_sync(&f, "d", "192.0.2.4");
-    run_for(f.loop, 0.5);
+    kfx_run_for(f.loop, 0.5);
     assert_int_equal(w.nev, 1);
     assert_int_equal(w.end.n, 0);
     json_decref(w.events);
 
     /* cancelled from outside */
     snprintf(q, sizeof(q), "watch=1&resourceVersion=%llu&timeoutSeconds=30",
-             (unsigned long long)bd_apiserver_resource_version(f.s));
+             (unsigned long long)bd_apiserver_resource_version(f.as));
     w = (wrec_t){.events = json_array()};
     assert_int_equal(k8s_watch(f.c, AR_PATH, q, on_event, on_end, &w, &w.self), 0);
-    run_for(f.loop, 0.2);
+    kfx_run_for(f.loop, 0.2);
     k8s_call_cancel(w.self);
     create_sync(&f, "e", "192.0.2.5");
-    run_for(f.loop, 0.3);
+    kfx_run_for(f.loop, 0.3);
     assert_int_equal(w.end.n, 0);
     assert_int_equal(w.nev, 0);
     json_decref(w.events);
     k8s_client_stats_t s;
     k8s_client_stats(f.c, &s);
     assert_int_equal(s.inflight, 0);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* A 5xx that carries Retry-After is retried: a watch from a resourceVersion the server has
@@ -1081,22 +956,22 @@ static void test_watch_drop_gone_cancel(void **state)
  * is accepted. Without Retry-After a 5xx is not retried (test_backoff). */
 static void test_5xx_retry_after(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
-    bd_apiserver_log_clear(f.s);
-    unsigned long long next = bd_apiserver_resource_version(f.s) + 1;
+    kfx_t f;
+    fx_start(&f);
+    bd_apiserver_log_clear(f.as);
+    unsigned long long next = bd_apiserver_resource_version(f.as) + 1;
     char q[256];
     snprintf(q, sizeof(q), "watch=1&resourceVersion=%llu&timeoutSeconds=30", next);
     wrec_t w = {.events = json_array()};
     assert_int_equal(k8s_watch(f.c, AR_PATH, q, on_event, on_end, &w, &w.self), 0);
-    run_for(f.loop, 0.3);
+    kfx_run_for(f.loop, 0.3);
     create_sync(&f, "a", "192.0.2.1"); /* the server reaches rv `next` */
     create_sync(&f, "b", "192.0.2.2");
-    assert_true(run_until(f.loop, &w.nev, 1, 5));
+    assert_true(kfx_wait_count(f.loop, &w.nev, 1, 5));
     assert_int_equal(w.end.n, 0);
     assert_string_equal(json_string_value(json_array_get(json_array_get(w.events, 0), 1)), "b");
     bd_apiserver_req_t e[4];
-    assert_int_equal(log_find(f.s, "watch", "/arecords", e, 4), 2);
+    assert_int_equal(log_find(f.as, "watch", "/arecords", e, 4), 2);
     assert_int_equal(e[0].status, 504);
     assert_int_equal(e[1].status, 200);
     assert_true(e[1].time - e[0].time >= 0.9);
@@ -1112,31 +987,31 @@ static void test_5xx_retry_after(void **state)
     k8s_client_opts_t o;
     k8s_client_opts_init(&o);
     o.max_retries = 1;
-    fx_client(&f, &o);
+    kfx_client(&f, &o);
     snprintf(q, sizeof(q), "watch=1&resourceVersion=%llu",
-             (unsigned long long)bd_apiserver_resource_version(f.s) + 5);
+             (unsigned long long)bd_apiserver_resource_version(f.as) + 5);
     w = (wrec_t){.events = json_array()};
     assert_int_equal(k8s_watch(f.c, AR_PATH, q, on_event, on_end, &w, &w.self), 0);
-    assert_true(run_until(f.loop, &w.end.n, 1, 10));
+    assert_true(kfx_wait_count(f.loop, &w.end.n, 1, 10));
     assert_int_equal(w.end.code, BD_EUNAVAIL);
     assert_int_equal(w.end.status, 504);
     assert_non_null(strstr(w.end.message, "Too large resource version"));
     got_reset(&w.end);
     json_decref(w.events);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* Events larger than the server's chunks arrive in pieces; a list of them in one chunk. */
 static void test_watch_split_events(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
+    kfx_t f;
+    fx_start(&f);
     char q[256];
     snprintf(q, sizeof(q), "watch=1&resourceVersion=%llu&timeoutSeconds=30",
-             (unsigned long long)bd_apiserver_resource_version(f.s));
+             (unsigned long long)bd_apiserver_resource_version(f.as));
     wrec_t w = {.events = json_array()};
     assert_int_equal(k8s_watch(f.c, AR_PATH, q, on_event, on_end, &w, &w.self), 0);
-    run_for(f.loop, 0.2);
+    kfx_run_for(f.loop, 0.2);
     size_t big = 200 * 1024; /* annotations are capped at 256 KiB */
     char *val = malloc(big + 1);
     for (size_t i = 0; i < big; i++)
@@ -1157,7 +1032,7 @@ static void test_watch_split_events(void **state)
     }
     for (int i = 0; i < 5; i++)
         create_sync(&f, (const char *[]){"s0", "s1", "s2", "s3", "s4"}[i], "192.0.2.8");
-    assert_true(run_until(f.loop, &w.nev, 8, 10));
+    assert_true(kfx_wait_count(f.loop, &w.nev, 8, 10));
     for (int i = 0; i < 8; i++) {
         json_t *ev = json_array_get(w.events, (size_t)i);
         assert_string_equal(json_string_value(json_array_get(ev, 0)), "ADDED");
@@ -1167,7 +1042,7 @@ static void test_watch_split_events(void **state)
     k8s_call_cancel(w.self);
     free(val);
     json_decref(w.events);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* A server that accepts the connection and never answers: a watch is not bound by
@@ -1183,21 +1058,21 @@ static void test_watch_silence(void **state)
     assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &al), 0);
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
-    fx_t f = {0};
+    kfx_t f = {0};
     f.loop = ev_loop_new(EVFLAG_AUTO);
     f.cfg.server = url;
     f.cfg.origin = "test";
     k8s_client_opts_t o;
     k8s_client_opts_init(&o);
     o.timeout_ms = 500;
-    fx_client(&f, &o);
+    kfx_client(&f, &o);
     wrec_t w = {.events = json_array()};
     double t0 = now_s();
     assert_int_equal(
         k8s_watch(f.c, AR_PATH, "watch=1&timeoutSeconds=1", on_event, on_end, &w, NULL), 0);
-    run_for(f.loop, 2.0);
+    kfx_run_for(f.loop, 2.0);
     assert_int_equal(w.end.n, 0); /* timeout_ms does not apply */
-    assert_true(run_until(f.loop, &w.end.n, 1, 40));
+    assert_true(kfx_wait_count(f.loop, &w.end.n, 1, 40));
     double took = now_s() - t0;
     assert_int_equal(w.end.code, BD_EIO);
     assert_non_null(strstr(w.end.message, "silent"));
@@ -1249,9 +1124,9 @@ static void free_from_cb(void *arg, const k8s_resp_t *r)
 
 static void test_cancel(void **state)
 {
-    fx_t f;
-    fx_start(&f, NULL);
-    bd_apiserver_set_latency(f.s, 300);
+    kfx_t f;
+    fx_start(&f);
+    bd_apiserver_set_latency(f.as, 300);
 
     /* cancel before the answer: no callback */
     got_t g = {0};
@@ -1259,25 +1134,25 @@ static void test_cancel(void **state)
     k8s_req_t r = {.method = K8S_GET, .path = "/api/v1/namespaces/default"};
     assert_int_equal(k8s_call(f.c, &r, on_done, &g, &h), 0);
     assert_non_null(h);
-    run_for(f.loop, 0.05);
+    kfx_run_for(f.loop, 0.05);
     k8s_call_cancel(h);
     k8s_call_cancel(NULL);
-    run_for(f.loop, 0.6);
+    kfx_run_for(f.loop, 0.6);
     assert_int_equal(g.n, 0);
 
     /* cancel right away (before the loop ran) */
     assert_int_equal(k8s_call(f.c, &r, on_done, &g, &h), 0);
     k8s_call_cancel(h);
-    run_for(f.loop, 0.5);
+    kfx_run_for(f.loop, 0.5);
     assert_int_equal(g.n, 0);
 
     /* a callback cancels another call that completes in the same loop pass, and starts one */
-    bd_apiserver_set_latency(f.s, 0);
+    bd_apiserver_set_latency(f.as, 0);
     chain_t ch = {.c = f.c};
     assert_int_equal(k8s_call(f.c, &r, cancel_other, &ch, NULL), 0);
     assert_int_equal(k8s_call(f.c, &r, victim_done, &ch, &ch.victim), 0);
-    assert_true(run_until(f.loop, &ch.g2.n, 1, 10));
-    run_for(f.loop, 0.3);
+    assert_true(kfx_wait_count(f.loop, &ch.g2.n, 1, 10));
+    kfx_run_for(f.loop, 0.3);
     assert_int_equal(ch.g.n, 1);
     assert_int_equal(ch.started_from_cb, 1);
     assert_int_equal(ch.g2.code, BD_OK);
@@ -1298,9 +1173,9 @@ static void test_cancel(void **state)
         assert_int_equal(k8s_call(c2, &r, on_done, &many[i], NULL), 0);
     wrec_t w = {.events = json_array()};
     assert_int_equal(k8s_watch(c2, AR_PATH, "watch=1", on_event, on_end, &w, NULL), 0);
-    run_for(f.loop, 0.2);
+    kfx_run_for(f.loop, 0.2);
     k8s_client_free(c2);
-    run_for(f.loop, 0.3);
+    kfx_run_for(f.loop, 0.3);
     int total = 0;
     for (int i = 0; i < 4; i++)
         total += many[i].n;
@@ -1316,12 +1191,12 @@ static void test_cancel(void **state)
     assert_int_equal(k8s_call(c2, &r, free_from_cb, &fc, NULL), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(k8s_call(c2, &r, on_done, &many[i], NULL), 0);
-    assert_true(run_until(f.loop, &fc.g.n, 1, 10));
-    run_for(f.loop, 0.3);
+    assert_true(kfx_wait_count(f.loop, &fc.g.n, 1, 10));
+    kfx_run_for(f.loop, 0.3);
     for (int i = 0; i < 3; i++)
         assert_int_equal(many[i].n, 0);
     got_reset(&fc.g);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* ---- TLS and tokens -------------------------------------------------------------------- */
@@ -1395,19 +1270,17 @@ static void test_https(void **state)
     char *ca = tmp_file("ca.crt"), *other = tmp_file("other.crt");
     char *crt = tmp_file("srv.crt"), *key = tmp_file("srv.key");
     char *ccrt = tmp_file("cli.crt"), *ckey = tmp_file("cli.key");
-    fx_t f = {0};
-    f.s = server_start(NULL, crt, key);
-    assert_true(strncmp(bd_apiserver_url(f.s), "https://", 8) == 0);
-    f.loop = ev_loop_new(EVFLAG_AUTO);
-    f.cfg.server = (char *)bd_apiserver_url(f.s);
-    f.cfg.origin = "test";
+    kfx_t f;
+    kfx_opts_t o = {.bookmark_ms = 200, .tls_cert_pem = crt, .tls_key_pem = key};
+    kfx_start_double(&f, &o);
+    assert_true(strncmp(bd_apiserver_url(f.as), "https://", 8) == 0);
     got_t g = {0};
 
     /* the right CA (with a client certificate, which the double ignores) */
     f.cfg.ca_pem = ca;
     f.cfg.cert_pem = ccrt;
     f.cfg.key_pem = ckey;
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces/default", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_OK);
     assert_string_equal(jstr(g.body, "metadata.name"), "default");
@@ -1416,7 +1289,7 @@ static void test_https(void **state)
     /* the wrong CA: refused */
     f.cfg.ca_pem = other;
     f.cfg.cert_pem = f.cfg.key_pem = NULL;
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces/default", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_EIO);
     assert_int_equal(g.status, 0);
@@ -1424,7 +1297,7 @@ static void test_https(void **state)
 
     /* no CA (system CAs): refused too */
     f.cfg.ca_pem = NULL;
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces/default", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_EIO);
     k8s_client_free(f.c);
@@ -1432,7 +1305,7 @@ static void test_https(void **state)
     /* insecure-skip-tls-verify: accepted */
     f.cfg.ca_pem = other;
     f.cfg.insecure = true;
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces/default", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_OK);
     k8s_client_free(f.c);
@@ -1441,24 +1314,24 @@ static void test_https(void **state)
     /* tls-server-name: the certificate is checked against it */
     f.cfg.ca_pem = ca;
     f.cfg.tls_server_name = "bd-test.invalid";
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces/default", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_OK);
     k8s_client_free(f.c);
     f.cfg.tls_server_name = "wrong.invalid";
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces/default", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_EIO);
     f.cfg.tls_server_name = NULL;
 
     /* a watch over TLS */
     k8s_client_free(f.c);
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     wrec_t w = {.events = json_array()};
     assert_int_equal(k8s_watch(f.c, "/api/v1/namespaces", "watch=1&timeoutSeconds=1", on_event,
                                on_end, &w, NULL),
                      0);
-    assert_true(run_until(f.loop, &w.end.n, 1, 10));
+    assert_true(kfx_wait_count(f.loop, &w.end.n, 1, 10));
     assert_int_equal(w.end.code, BD_OK);
     assert_true(w.nev >= 4); /* the initial ADDED of default, kube-system, ... */
     json_decref(w.events);
@@ -1478,7 +1351,7 @@ static void test_https(void **state)
     }
     double end = now_s() + 10;
     while (ndone < 5 && now_s() < end) {
-        run_for(f.loop, 0.02);
+        kfx_run_for(f.loop, 0.02);
         ndone = 0;
         for (int i = 0; i < 5; i++)
             ndone += cc[i].n;
@@ -1494,7 +1367,7 @@ static void test_https(void **state)
     json_decref(w.events);
 
     got_reset(&g);
-    fx_stop(&f);
+    kfx_stop(&f);
     free(ca);
     free(other);
     free(crt);
@@ -1517,15 +1390,13 @@ static void write_file(const char *path, const char *text)
 
 static void test_token(void **state)
 {
-    fx_t f = {0};
-    f.s = server_start("right-token", NULL, NULL);
-    f.loop = ev_loop_new(EVFLAG_AUTO);
-    f.cfg.server = (char *)bd_apiserver_url(f.s);
-    f.cfg.origin = "test";
+    kfx_t f;
+    kfx_opts_t o = {.bookmark_ms = 200, .token = "right-token"};
+    kfx_start_double(&f, &o);
     got_t g = {0};
 
     /* none: 401 */
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_EAUTH);
     assert_int_equal(g.status, 401);
@@ -1534,7 +1405,7 @@ static void test_token(void **state)
 
     /* the right one */
     f.cfg.token = "right-token";
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_OK);
     k8s_client_free(f.c);
@@ -1546,31 +1417,31 @@ static void test_token(void **state)
     snprintf(tf, sizeof(tf), "%s/token", dir);
     write_file(tf, "old-token\n");
     f.cfg.token_file = tf;
-    fx_client(&f, NULL);
+    kfx_client(&f, NULL);
     do_req(&f, K8S_GET, "/api/v1/namespaces", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_EAUTH);
     assert_null(strstr(g.message, "old-token"));
     write_file(tf, "right-token\n");
-    run_for(f.loop, 1.1); /* the file is looked at no more than once a second */
+    kfx_run_for(f.loop, 1.1); /* the file is looked at no more than once a second */
     do_req(&f, K8S_GET, "/api/v1/namespaces", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_OK);
     /* rotated again (same size, new content) */
     write_file(tf, "wrong-token\n");
-    run_for(f.loop, 1.1);
+    kfx_run_for(f.loop, 1.1);
     do_req(&f, K8S_GET, "/api/v1/namespaces", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_EAUTH);
     write_file(tf, "right-token\n");
-    run_for(f.loop, 1.1);
+    kfx_run_for(f.loop, 1.1);
     do_req(&f, K8S_GET, "/api/v1/namespaces", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_OK);
     /* the file disappears: the last token is kept */
     unlink(tf);
-    run_for(f.loop, 1.1);
+    kfx_run_for(f.loop, 1.1);
     do_req(&f, K8S_GET, "/api/v1/namespaces", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_OK);
     rmdir(dir);
     got_reset(&g);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 int main(void)

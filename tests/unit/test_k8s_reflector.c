@@ -5,7 +5,7 @@
  * resourceVersion, dropped streams, backoff after failures, a namespace subset, the
  * apiVersion/kind of list items, and stopping from inside a hook.
  *
- * The loop runs only inside run_until(), so a test can change the server (directly or
+ * The loop runs only inside kfx_run_until(), so a test can change the server (directly or
  * over HTTP from this thread) while the reflector is not looking. Every wait has a
  * deadline.
  */
@@ -24,12 +24,9 @@
 
 #include "apiserver.h"
 #include "client.h"
+#include "k8s_fixture.h"
 #include "log.h"
 #include "reflector.h"
-
-#ifndef BD_SOURCE_DIR
-#define BD_SOURCE_DIR "."
-#endif
 
 #define GROUP "bindy.firestoned.io"
 #define API "bindy.firestoned.io/v1beta1"
@@ -39,153 +36,24 @@
 static const k8s_res_t arecords = {GROUP, "v1beta1", "arecords", "ARecord", true};
 static const k8s_res_t configmaps = {"", "v1", "configmaps", "ConfigMap", true};
 
-/* ---- fixture: a double, a client, a loop ------------------------------------------------ */
+/* ---- fixture: a double, a client, a loop (k8s_fixture.h) ------------------------------ */
 
-typedef struct fx {
-    bd_apiserver_t *as;
-    struct ev_loop *loop;
-    k8s_client_t *c;
-} fx_t;
-
-static void fx_start(fx_t *f, unsigned bookmark_ms)
+static void fx_start(kfx_t *f, unsigned bookmark_ms)
 {
-    bd_err_t err;
-    bd_apiserver_opts_t o;
-    bd_apiserver_opts_init(&o);
-    if (bookmark_ms)
-        o.bookmark_ms = bookmark_ms;
-    assert_int_equal(bd_apiserver_start(&o, &f->as, &err), BD_OK);
-    const char *src = getenv("BINDY_SOURCE_DIR");
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/schema/crds", src && *src ? src : BD_SOURCE_DIR);
-    if (bd_apiserver_load_crds(f->as, dir, &err) != BD_OK)
-        fail_msg("load CRDs: %s", err.msg);
-    const char *nss[] = {"dns-system", "other"};
-    for (int i = 0; i < 2; i++) {
-        char j[256];
-        snprintf(j, sizeof(j), "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"%s\"}}", nss[i]);
-        assert_int_equal(bd_apiserver_create(f->as, j, &err), BD_OK);
-    }
-    f->loop = ev_loop_new(EVFLAG_AUTO);
-    assert_non_null(f->loop);
-    k8s_config_t cfg = {.server = (char *)bd_apiserver_url(f->as), .ns = "default", .origin = "test"};
-    k8s_client_opts_t co;
-    k8s_client_opts_init(&co);
-    co.qps = 1000;
-    co.burst = 1000;
-    if (k8s_client_new(f->loop, &cfg, &co, &f->c, &err) != BD_OK)
-        fail_msg("client: %s", err.msg);
-}
-
-static void fx_stop(fx_t *f)
-{
-    k8s_client_free(f->c);
-    ev_loop_destroy(f->loop);
-    bd_apiserver_stop(f->as);
-}
-
-static void tick(struct ev_loop *loop, ev_timer *w, int revents)
-{
-}
-
-/* Run the loop until cond(arg) or timeout_s. Returns cond's last value. */
-static bool run_until(fx_t *f, bool (*cond)(void *), void *arg, double timeout_s)
-{
-    ev_timer t;
-    ev_timer_init(&t, tick, 0.01, 0.01);
-    ev_timer_start(f->loop, &t);
-    ev_now_update(f->loop);
-    double deadline = ev_time() + timeout_s;
-    bool ok;
-    while (!(ok = cond(arg)) && ev_time() < deadline)
-        ev_run(f->loop, EVRUN_ONCE);
-    ev_timer_stop(f->loop, &t);
-    return ok;
+    kfx_opts_t o = {.bookmark_ms = bookmark_ms, .qps = 1000, .burst = 1000};
+    kfx_start(f, &o);
 }
 
 static bool watching(void *arg)
 {
-    fx_t *f = arg;
+    kfx_t *f = arg;
     return bd_apiserver_watches_open(f->as) > 0;
-}
-
-static bool never(void *arg)
-{
-    return false;
-}
-
-/* Run the loop for s seconds. */
-static void run_for(fx_t *f, double s)
-{
-    run_until(f, never, NULL, s);
 }
 
 /* ---- the double: objects and HTTP ---------------------------------------------------------- */
 
-static void create_a(fx_t *f, const char *ns, const char *name, const char *ip)
-{
-    char j[512];
-    bd_err_t err;
-    snprintf(j, sizeof(j),
-             "{\"apiVersion\":\"" API "\",\"kind\":\"ARecord\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\"},"
-             "\"spec\":{\"name\":\"%s\",\"ipv4Addresses\":[\"%s\"]}}",
-             name, ns, name, ip);
-    if (bd_apiserver_create(f->as, j, &err) != BD_OK)
-        fail_msg("create %s/%s: %s", ns, name, err.msg);
-}
-
-static size_t sink(char *p, size_t sz, size_t n, void *ud)
-{
-    return sz * n;
-}
-
-/* A blocking HTTP call to the double (the loop is not running meanwhile). */
-static long http(fx_t *f, const char *method, const char *path, const char *ctype, const char *body)
-{
-    char url[1024];
-    snprintf(url, sizeof(url), "%s%s", bd_apiserver_url(f->as), path);
-    CURL *e = curl_easy_init();
-    struct curl_slist *h = NULL;
-    assert_non_null(e);
-    if (ctype) {
-        char line[128];
-        snprintf(line, sizeof(line), "Content-Type: %s", ctype);
-        h = curl_slist_append(h, line);
-    }
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
-    if (body)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    long st = 0;
-    CURLcode rc = curl_easy_perform(e);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(e);
-    return st;
-}
-
-static void patch_a(fx_t *f, const char *ns, const char *name, const char *ip)
-{
-    char path[512], body[256];
-    snprintf(path, sizeof(path), "/apis/" API "/namespaces/%s/arecords/%s", ns, name);
-    snprintf(body, sizeof(body), "{\"spec\":{\"ipv4Addresses\":[\"%s\"]}}", ip);
-    assert_int_equal(http(f, "PATCH", path, "application/merge-patch+json", body), 200);
-}
-
-static void delete_a(fx_t *f, const char *ns, const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "/apis/" API "/namespaces/%s/arecords/%s", ns, name);
-    long st = http(f, "DELETE", path, NULL, NULL);
-    assert_true(st == 200 || st == 202);
-}
-
 /* The stored object's resourceVersion. */
-static char *server_rv(fx_t *f, const char *ns, const char *name)
+static char *server_rv(kfx_t *f, const char *ns, const char *name)
 {
     char *txt = bd_apiserver_get(f->as, GROUP, "arecords", ns, name);
     assert_non_null(txt);
@@ -205,7 +73,7 @@ static char *u64s(uint64_t v)
 }
 
 /* Request-log entries for verb (list/watch) whose path starts with path. */
-static size_t log_find(fx_t *f, const char *verb, const char *path, bd_apiserver_req_t *out, size_t max)
+static size_t log_find(kfx_t *f, const char *verb, const char *path, bd_apiserver_req_t *out, size_t max)
 {
     size_t n = bd_apiserver_log_count(f->as), k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -367,13 +235,13 @@ static bool reached(void *arg)
     return *w->counter >= w->want;
 }
 
-static bool wait_count(fx_t *f, unsigned *counter, unsigned want, double timeout_s)
+static bool wait_count(kfx_t *f, unsigned *counter, unsigned want, double timeout_s)
 {
     wait_n_t w = {counter, want};
-    return run_until(f, reached, &w, timeout_s);
+    return kfx_run_until(f->loop, reached, &w, timeout_s);
 }
 
-static k8s_refl_t *refl_start(fx_t *f, rec_t *c, const k8s_res_t *res, const char *ns, const char *resume,
+static k8s_refl_t *refl_start(kfx_t *f, rec_t *c, const k8s_res_t *res, const char *ns, const char *resume,
                               unsigned page_size, unsigned bo_min, unsigned bo_max)
 {
     k8s_refl_opts_t o = {.res = *res, .ns = ns, .resume_rv = resume, .page_size = page_size,
@@ -393,16 +261,16 @@ static k8s_refl_t *refl_start(fx_t *f, rec_t *c, const k8s_res_t *res, const cha
  * an add, an update and a delete arrive in order with their resourceVersions. */
 static void test_list_pages_then_watch(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
     char name[32], ip[32];
     for (int i = 0; i < 25; i++) {
         snprintf(name, sizeof(name), "r%02d", i);
         snprintf(ip, sizeof(ip), "10.0.0.%d", i + 1);
-        create_a(&f, "dns-system", name, ip);
+        kfx_create_a(&f, "dns-system", name, ip);
     }
-    create_a(&f, "other", "o1", "10.1.0.1");
-    create_a(&f, "other", "o2", "10.1.0.2");
+    kfx_create_a(&f, "other", "o1", "10.1.0.1");
+    kfx_create_a(&f, "other", "o2", "10.1.0.2");
     char *list_rv = u64s(bd_apiserver_resource_version(f.as));
 
     rec_t c = {0};
@@ -439,7 +307,7 @@ static void test_list_pages_then_watch(void **state)
     assert_non_null(strstr(lg[1].query, "limit=10&continue="));
     assert_non_null(strstr(lg[2].query, "limit=10&continue="));
     /* the watch, from the list's rv, bookmarks allowed */
-    assert_true(run_until(&f, watching, &f, 5));
+    assert_true(kfx_run_until(f.loop, watching, &f, 5));
     assert_int_equal(log_find(&f, "watch", AREC_PATH, lg, 8), 1);
     char want_q[128];
     snprintf(want_q, sizeof(want_q), "resourceVersion=%s&", list_rv);
@@ -453,14 +321,14 @@ static void test_list_pages_then_watch(void **state)
 
     /* add, update, delete: in order, each with its own rv */
     size_t mark = c.n;
-    create_a(&f, "dns-system", "r25", "10.0.0.99");
+    kfx_create_a(&f, "dns-system", "r25", "10.0.0.99");
     char *rv_add = server_rv(&f, "dns-system", "r25");
-    patch_a(&f, "dns-system", "r00", "10.9.9.9");
+    kfx_patch_a(&f, "dns-system", "r00", "10.9.9.9");
     char *rv_mod = server_rv(&f, "dns-system", "r00");
-    delete_a(&f, "dns-system", "r01");
+    kfx_delete_a(&f, "dns-system", "r01");
     char *rv_del = u64s(bd_apiserver_resource_version(f.as));
     assert_true(wait_count(&f, &c.events, 3, 10));
-    run_for(&f, 0.2); /* nothing more may come */
+    kfx_run_for(f.loop, 0.2); /* nothing more may come */
     char *got = rec_join(&c, mark), want[512];
     snprintf(want, sizeof(want), "ADDED dns-system/r25 %s|MODIFIED dns-system/r00 %s|DELETED dns-system/r01 %s",
              rv_add, rv_mod, rv_del);
@@ -476,13 +344,13 @@ static void test_list_pages_then_watch(void **state)
     free(list_rv);
     k8s_refl_stop(r);
     rec_free(&c);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* Built-in list items come without apiVersion/kind: the reflector fills them in. */
 static void test_list_items_get_type(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
     bd_err_t err;
     for (int i = 0; i < 3; i++) {
@@ -500,15 +368,15 @@ static void test_list_items_get_type(void **state)
     assert_false(c.bad_type);
     k8s_refl_stop(r);
     rec_free(&c);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* Bookmarks move the reflector's rv past the last event of its own resource. */
 static void test_bookmarks(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 100);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f, "dns-system", "a", "10.0.0.1");
     rec_t c = {0};
     k8s_refl_t *r = refl_start(&f, &c, &arecords, "dns-system", NULL, 0, 50, 1000);
     assert_true(wait_count(&f, &c.list_ends, 1, 10));
@@ -531,30 +399,30 @@ static void test_bookmarks(void **state)
     free(after_list);
     k8s_refl_stop(r);
     rec_free(&c);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* The watch breaks, objects change meanwhile and the history is compacted: re-watching
  * from the old rv gets 410 (an ERROR event), and a full list delivers the new set. */
 static void test_gone_relists(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
-    create_a(&f, "dns-system", "b", "10.0.0.2");
-    create_a(&f, "dns-system", "c", "10.0.0.3");
+    kfx_create_a(&f, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f, "dns-system", "b", "10.0.0.2");
+    kfx_create_a(&f, "dns-system", "c", "10.0.0.3");
     rec_t c = {0};
     k8s_refl_t *r = refl_start(&f, &c, &arecords, NULL, NULL, 0, 50, 1000);
     assert_true(wait_count(&f, &c.list_ends, 1, 10));
-    assert_true(run_until(&f, watching, &f, 5));
+    assert_true(kfx_run_until(f.loop, watching, &f, 5));
     char *old_rv = strdup(k8s_refl_rv(r));
     char *rv_a = server_rv(&f, "dns-system", "a");
 
     /* the loop is not running: the reflector sees none of this as it happens */
     bd_apiserver_drop_watches(f.as);
-    patch_a(&f, "dns-system", "b", "10.0.0.22");
-    delete_a(&f, "dns-system", "c");
-    create_a(&f, "dns-system", "d", "10.0.0.4");
+    kfx_patch_a(&f, "dns-system", "b", "10.0.0.22");
+    kfx_delete_a(&f, "dns-system", "c");
+    kfx_create_a(&f, "dns-system", "d", "10.0.0.4");
     bd_apiserver_compact(f.as);
     char *rv_b = server_rv(&f, "dns-system", "b"), *rv_d = server_rv(&f, "dns-system", "d");
     char *now = u64s(bd_apiserver_resource_version(f.as));
@@ -585,19 +453,19 @@ static void test_gone_relists(void **state)
     free(now);
     k8s_refl_stop(r);
     rec_free(&c);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* Resuming from a given rv: no list, a watch from that rv, the changes after it only. */
 static void test_resume(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
-    create_a(&f, "dns-system", "b", "10.0.0.2");
+    kfx_create_a(&f, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f, "dns-system", "b", "10.0.0.2");
     char *from = u64s(bd_apiserver_resource_version(f.as));
-    create_a(&f, "dns-system", "c", "10.0.0.3");
-    patch_a(&f, "dns-system", "a", "10.0.0.11");
+    kfx_create_a(&f, "dns-system", "c", "10.0.0.3");
+    kfx_patch_a(&f, "dns-system", "a", "10.0.0.11");
     char *rv_c = server_rv(&f, "dns-system", "c"), *rv_a = server_rv(&f, "dns-system", "a");
 
     rec_t c = {0};
@@ -633,17 +501,17 @@ static void test_resume(void **state)
     k8s_refl_stop(r2);
     rec_free(&c);
     rec_free(&c2);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* Resuming from an rv the server has compacted away: 410, then a list. */
 static void test_resume_gone(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f, "dns-system", "a", "10.0.0.1");
     char *old = u64s(bd_apiserver_resource_version(f.as));
-    create_a(&f, "dns-system", "b", "10.0.0.2");
+    kfx_create_a(&f, "dns-system", "b", "10.0.0.2");
     bd_apiserver_compact(f.as);
     rec_t c = {0};
     k8s_refl_t *r = refl_start(&f, &c, &arecords, "dns-system", old, 0, 50, 1000);
@@ -658,12 +526,10 @@ static void test_resume_gone(void **state)
     /* from an rv the server has not reached (504 "Too large resource version", which the
      * client retries first: a client that retries once keeps the test short): a list */
     k8s_client_t *main_client = f.c;
-    k8s_config_t cfg = {.server = (char *)bd_apiserver_url(f.as), .ns = "default", .origin = "test"};
     k8s_client_opts_t co;
     k8s_client_opts_init(&co);
     co.max_retries = 1;
-    bd_err_t err;
-    assert_int_equal(k8s_client_new(f.loop, &cfg, &co, &f.c, &err), BD_OK);
+    kfx_client(&f, &co);
     rec_t c2 = {0};
     r = refl_start(&f, &c2, &arecords, "dns-system", "999999", 0, 50, 1000);
     assert_true(wait_count(&f, &c2.list_ends, 1, 10));
@@ -676,19 +542,19 @@ static void test_resume_gone(void **state)
     rec_free(&c2);
     k8s_client_free(f.c);
     f.c = main_client;
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* Streams dropped twice; what changed meanwhile arrives once, without a relist. */
 static void test_dropped_streams(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f, "dns-system", "a", "10.0.0.1");
     rec_t c = {0};
     k8s_refl_t *r = refl_start(&f, &c, &arecords, "dns-system", NULL, 0, 50, 200);
     assert_true(wait_count(&f, &c.list_ends, 1, 10));
-    assert_true(run_until(&f, watching, &f, 5));
+    assert_true(kfx_run_until(f.loop, watching, &f, 5));
     size_t mark = c.n;
     char want[512] = "";
     for (int round = 0; round < 2; round++) {
@@ -696,8 +562,8 @@ static void test_dropped_streams(void **state)
         bd_apiserver_drop_watches(f.as);
         char name[16];
         snprintf(name, sizeof(name), "n%d", round);
-        create_a(&f, "dns-system", name, "10.0.1.1");
-        patch_a(&f, "dns-system", "a", round ? "10.0.0.3" : "10.0.0.2");
+        kfx_create_a(&f, "dns-system", name, "10.0.1.1");
+        kfx_patch_a(&f, "dns-system", "a", round ? "10.0.0.3" : "10.0.0.2");
         char *rv_n = server_rv(&f, "dns-system", name), *rv_a = server_rv(&f, "dns-system", "a");
         char part[160];
         snprintf(part, sizeof(part), "%sADDED dns-system/%s %s|MODIFIED dns-system/a %s", round ? "|" : "", name,
@@ -714,9 +580,9 @@ static void test_dropped_streams(void **state)
         free(before);
         free(rv_n);
         free(rv_a);
-        assert_true(run_until(&f, watching, &f, 5));
+        assert_true(kfx_run_until(f.loop, watching, &f, 5));
     }
-    run_for(&f, 0.3);
+    kfx_run_for(f.loop, 0.3);
     char *got = rec_join(&c, mark);
     assert_string_equal(got, want);
     assert_int_equal(c.lists, 1);
@@ -725,13 +591,13 @@ static void test_dropped_streams(void **state)
     free(got);
     k8s_refl_stop(r);
     rec_free(&c);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* An expired continue token (410 on page 2) starts the list again; the consumer gets
  * one complete list, never a partial one. */
 typedef struct cont_ctx {
-    fx_t *f;
+    kfx_t *f;
     bool done;
 } cont_ctx_t;
 
@@ -741,7 +607,7 @@ static bool compact_after_first_page(void *arg)
     bd_apiserver_req_t lg[4];
     if (!x->done && log_find(x->f, "list", AREC_NS_PATH, lg, 4) >= 1) {
         /* page 2 is on its way, held by the latency: expire its token */
-        create_a(x->f, "dns-system", "late", "10.0.9.9");
+        kfx_create_a(x->f, "dns-system", "late", "10.0.9.9");
         bd_apiserver_compact(x->f->as);
         x->done = true;
     }
@@ -764,19 +630,19 @@ static bool both_cond(void *arg)
 
 static void test_continue_expired(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
     for (int i = 0; i < 25; i++) {
         char name[16];
         snprintf(name, sizeof(name), "r%02d", i);
-        create_a(&f, "dns-system", name, "10.0.0.1");
+        kfx_create_a(&f, "dns-system", name, "10.0.0.1");
     }
     bd_apiserver_set_latency(f.as, 300);
     rec_t c = {0};
     k8s_refl_t *r = refl_start(&f, &c, &arecords, "dns-system", NULL, 10, 50, 1000);
     cont_ctx_t x = {&f, false};
     both_t b = {compact_after_first_page, &x, &c.list_ends, 1};
-    assert_true(run_until(&f, both_cond, &b, 20));
+    assert_true(kfx_run_until(f.loop, both_cond, &b, 20));
     bd_apiserver_set_latency(f.as, 0);
     assert_true(x.done);
     assert_int_equal(c.lists, 1);
@@ -798,15 +664,15 @@ static void test_continue_expired(void **state)
     assert_int_equal(fresh, 2);
     k8s_refl_stop(r);
     rec_free(&c);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* Failed lists are retried after a jittered exponential backoff: [d, 2d), d doubling. */
 static void test_backoff(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f, "dns-system", "a", "10.0.0.1");
     bd_apiserver_fail_next(f.as, 3, 500, "list " AREC_PATH);
     rec_t c = {0};
     k8s_refl_t *r = refl_start(&f, &c, &arecords, NULL, NULL, 0, 100, 10000);
@@ -825,61 +691,61 @@ static void test_backoff(void **state)
     }
     k8s_refl_stop(r);
     rec_free(&c);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* A hook may stop its own reflector: nothing is called afterwards. */
 static void test_stop_in_hook(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
     for (int i = 0; i < 5; i++) {
         char name[16];
         snprintf(name, sizeof(name), "r%d", i);
-        create_a(&f, "dns-system", name, "10.0.0.1");
+        kfx_create_a(&f, "dns-system", name, "10.0.0.1");
     }
     rec_t c = {.stop_after_items = 2};
     refl_start(&f, &c, &arecords, NULL, NULL, 2, 50, 1000);
     assert_true(wait_count(&f, &c.items, 2, 10));
-    create_a(&f, "dns-system", "later", "10.0.0.2");
-    run_for(&f, 0.5);
+    kfx_create_a(&f, "dns-system", "later", "10.0.0.2");
+    kfx_run_for(f.loop, 0.5);
     assert_true(c.stopped);
     assert_int_equal(c.items, 2);
     assert_int_equal(c.calls_after_stop, 0);
     assert_int_equal(c.list_ends, 0);
     assert_int_equal(bd_apiserver_watches_open(f.as), 0);
     rec_free(&c);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 /* A namespace reflector sees its namespace only, in the list and in the watch. */
 static void test_namespace(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
-    create_a(&f, "other", "x", "10.0.0.2");
+    kfx_create_a(&f, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f, "other", "x", "10.0.0.2");
     rec_t c = {0};
     k8s_refl_t *r = refl_start(&f, &c, &arecords, "dns-system", NULL, 0, 50, 1000);
     assert_true(wait_count(&f, &c.list_ends, 1, 10));
     assert_int_equal(c.items, 1);
-    assert_true(run_until(&f, watching, &f, 5));
-    create_a(&f, "other", "y", "10.0.0.3");
-    create_a(&f, "dns-system", "b", "10.0.0.4");
+    assert_true(kfx_run_until(f.loop, watching, &f, 5));
+    kfx_create_a(&f, "other", "y", "10.0.0.3");
+    kfx_create_a(&f, "dns-system", "b", "10.0.0.4");
     assert_true(wait_count(&f, &c.events, 1, 10));
-    run_for(&f, 0.2);
+    kfx_run_for(f.loop, 0.2);
     assert_int_equal(c.events, 1);
     assert_true(strncmp(c.line[c.n - 1], "ADDED dns-system/b ", 19) == 0);
     bd_apiserver_req_t lg[4];
     assert_int_equal(log_find(&f, "list", "/apis/" API "/namespaces/dns-system/arecords", lg, 4), 1);
     k8s_refl_stop(r);
     rec_free(&c);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 static void test_start_invalid(void **state)
 {
-    fx_t f = {0};
+    kfx_t f = {0};
     fx_start(&f, 0);
     k8s_refl_opts_t o = {.res = {"", "v1", "namespaces", "Namespace", false}, .ns = "dns-system"};
     k8s_refl_t *r = (k8s_refl_t *)1;
@@ -887,7 +753,7 @@ static void test_start_invalid(void **state)
     assert_int_equal(k8s_refl_start(f.c, &o, &hooks, NULL, &r, &err), BD_EINVAL);
     assert_null(r);
     k8s_refl_stop(NULL);
-    fx_stop(&f);
+    kfx_stop(&f);
 }
 
 int main(void)

@@ -27,13 +27,10 @@
 #include "apiserver.h"
 #include "client.h"
 #include "journal.h"
+#include "k8s_fixture.h"
 #include "kube.h"
 #include "log.h"
 #include "resource.h"
-
-#ifndef BD_SOURCE_DIR
-#define BD_SOURCE_DIR "."
-#endif
 
 #define GROUP "bindy.firestoned.io"
 #define API "bindy.firestoned.io/v1beta1"
@@ -43,41 +40,15 @@
 /* ---- fixture ------------------------------------------------------------------------------ */
 
 typedef struct fx {
-    bd_apiserver_t *as;
-    struct ev_loop *loop;
-    k8s_client_t *c;
+    kfx_t k; /* the double, the loop, the client (k8s_fixture.h) */
     char dir[2][256];
     jnl_t *j[2];
 } fx_t;
 
 static void fx_start(fx_t *f, unsigned bookmark_ms)
 {
-    bd_err_t err;
-    bd_apiserver_opts_t o;
-    bd_apiserver_opts_init(&o);
-    if (bookmark_ms)
-        o.bookmark_ms = bookmark_ms;
-    assert_int_equal(bd_apiserver_start(&o, &f->as, &err), BD_OK);
-    const char *src = getenv("BINDY_SOURCE_DIR");
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/schema/crds", src && *src ? src : BD_SOURCE_DIR);
-    if (bd_apiserver_load_crds(f->as, dir, &err) != BD_OK)
-        fail_msg("load CRDs: %s", err.msg);
-    const char *nss[] = {"dns-system", "other"};
-    for (int i = 0; i < 2; i++) {
-        char j[256];
-        snprintf(j, sizeof(j), "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"%s\"}}", nss[i]);
-        assert_int_equal(bd_apiserver_create(f->as, j, &err), BD_OK);
-    }
-    f->loop = ev_loop_new(EVFLAG_AUTO);
-    assert_non_null(f->loop);
-    k8s_config_t cfg = {.server = (char *)bd_apiserver_url(f->as), .ns = "default", .origin = "test"};
-    k8s_client_opts_t co;
-    k8s_client_opts_init(&co);
-    co.qps = 1000;
-    co.burst = 1000;
-    if (k8s_client_new(f->loop, &cfg, &co, &f->c, &err) != BD_OK)
-        fail_msg("client: %s", err.msg);
+    kfx_opts_t o = {.bookmark_ms = bookmark_ms, .qps = 1000, .burst = 1000};
+    kfx_start(&f->k, &o);
 }
 
 /* Journal i in a new temporary directory. queue_max_bytes 0: the default. */
@@ -119,58 +90,16 @@ static void fx_stop(fx_t *f)
         jnl_close(f->j[i]);
         rm_journal(f->dir[i]);
     }
-    k8s_client_free(f->c);
-    ev_loop_destroy(f->loop);
-    bd_apiserver_stop(f->as);
-}
-
-static void tick(struct ev_loop *loop, ev_timer *w, int revents)
-{
-}
-
-static bool run_until(fx_t *f, bool (*cond)(void *), void *arg, double timeout_s)
-{
-    ev_timer t;
-    ev_timer_init(&t, tick, 0.01, 0.01);
-    ev_timer_start(f->loop, &t);
-    ev_now_update(f->loop);
-    double deadline = ev_time() + timeout_s;
-    bool ok;
-    while (!(ok = cond(arg)) && ev_time() < deadline)
-        ev_run(f->loop, EVRUN_ONCE);
-    ev_timer_stop(f->loop, &t);
-    return ok;
-}
-
-static bool never(void *arg)
-{
-    return false;
-}
-
-static void run_for(fx_t *f, double s)
-{
-    run_until(f, never, NULL, s);
+    kfx_stop(&f->k);
 }
 
 static bool watching(void *arg)
 {
     fx_t *f = arg;
-    return bd_apiserver_watches_open(f->as) >= RES_KIND_COUNT;
+    return bd_apiserver_watches_open(f->k.as) >= RES_KIND_COUNT;
 }
 
 /* ---- the double ---------------------------------------------------------------------------- */
-
-static void create_a(fx_t *f, const char *ns, const char *name, const char *ip)
-{
-    char j[512];
-    bd_err_t err;
-    snprintf(j, sizeof(j),
-             "{\"apiVersion\":\"" API "\",\"kind\":\"ARecord\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\"},"
-             "\"spec\":{\"name\":\"%s\",\"ipv4Addresses\":[\"%s\"]}}",
-             name, ns, name, ip);
-    if (bd_apiserver_create(f->as, j, &err) != BD_OK)
-        fail_msg("create %s/%s: %s", ns, name, err.msg);
-}
 
 static void create_txt(fx_t *f, const char *ns, const char *name)
 {
@@ -180,62 +109,14 @@ static void create_txt(fx_t *f, const char *ns, const char *name)
              "{\"apiVersion\":\"" API "\",\"kind\":\"TXTRecord\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\"},"
              "\"spec\":{\"name\":\"%s\",\"text\":[\"hello\"]}}",
              name, ns, name);
-    if (bd_apiserver_create(f->as, j, &err) != BD_OK)
+    if (bd_apiserver_create(f->k.as, j, &err) != BD_OK)
         fail_msg("create %s/%s: %s", ns, name, err.msg);
-}
-
-static size_t sink(char *p, size_t sz, size_t n, void *ud)
-{
-    return sz * n;
-}
-
-static long http(fx_t *f, const char *method, const char *path, const char *ctype, const char *body)
-{
-    char url[1024];
-    snprintf(url, sizeof(url), "%s%s", bd_apiserver_url(f->as), path);
-    CURL *e = curl_easy_init();
-    struct curl_slist *h = NULL;
-    assert_non_null(e);
-    if (ctype) {
-        char line[128];
-        snprintf(line, sizeof(line), "Content-Type: %s", ctype);
-        h = curl_slist_append(h, line);
-    }
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
-    if (body)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    long st = 0;
-    if (curl_easy_perform(e) == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &st);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(e);
-    return st;
-}
-
-static void patch_a(fx_t *f, const char *ns, const char *name, const char *ip)
-{
-    char path[512], body[256];
-    snprintf(path, sizeof(path), "/apis/" API "/namespaces/%s/arecords/%s", ns, name);
-    snprintf(body, sizeof(body), "{\"spec\":{\"ipv4Addresses\":[\"%s\"]}}", ip);
-    assert_int_equal(http(f, "PATCH", path, "application/merge-patch+json", body), 200);
-}
-
-static void delete_a(fx_t *f, const char *ns, const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "/apis/" API "/namespaces/%s/arecords/%s", ns, name);
-    long st = http(f, "DELETE", path, NULL, NULL);
-    assert_true(st == 200 || st == 202);
 }
 
 /* "ns/name rv" of the stored ARecord, for expected journal lines. */
 static char *cur(fx_t *f, const char *ns, const char *name)
 {
-    char *txt = bd_apiserver_get(f->as, GROUP, "arecords", ns, name);
+    char *txt = bd_apiserver_get(f->k.as, GROUP, "arecords", ns, name);
     assert_non_null(txt);
     json_t *o = json_loads(txt, 0, NULL);
     free(txt);
@@ -250,16 +131,16 @@ static char *cur(fx_t *f, const char *ns, const char *name)
 static char *server_rv(fx_t *f)
 {
     char *s = NULL;
-    assert_true(asprintf(&s, "%llu", (unsigned long long)bd_apiserver_resource_version(f->as)) > 0);
+    assert_true(asprintf(&s, "%llu", (unsigned long long)bd_apiserver_resource_version(f->k.as)) > 0);
     return s;
 }
 
 static size_t log_count(fx_t *f, const char *verb, const char *path, const char *query_part)
 {
-    size_t n = bd_apiserver_log_count(f->as), k = 0;
+    size_t n = bd_apiserver_log_count(f->k.as), k = 0;
     for (size_t i = 0; i < n; i++) {
         bd_apiserver_req_t r;
-        if (bd_apiserver_log_get(f->as, i, &r) != BD_OK)
+        if (bd_apiserver_log_get(f->k.as, i, &r) != BD_OK)
             continue;
         if (strcmp(r.verb, verb) == 0 && strncmp(r.path, path, strlen(path)) == 0 &&
             (query_part == NULL || strstr(r.query, query_part) != NULL))
@@ -376,16 +257,23 @@ static bool caught_up(void *arg)
 static void wait_appended(fx_t *f, ksrc_t *s, uint64_t n)
 {
     src_wait_t w = {s, n};
-    if (!run_until(f, caught_up, &w, 15)) {
+    if (!kfx_run_until(f->k.loop, caught_up, &w, 15)) {
         ksrc_stats_t st;
         ksrc_stats(s, &st);
         fail_msg("source: synced %d, appended %llu of %llu, pending %zu", ksrc_synced(s),
                  (unsigned long long)st.appended, (unsigned long long)n, st.pending);
     }
-    run_for(f, 0.2); /* and nothing more comes */
+    kfx_run_for(f->k.loop, 0.2); /* and nothing more comes */
     ksrc_stats_t st;
     ksrc_stats(s, &st);
     assert_int_equal(st.appended, n);
+}
+
+/* wait_appended, then every kind's watch open: the source is live. */
+static void wait_watching(fx_t *f, ksrc_t *s, uint64_t n)
+{
+    wait_appended(f, s, n);
+    assert_true(kfx_run_until(f->k.loop, watching, f, 5));
 }
 
 static ksrc_t *src_start(fx_t *f, jnl_t *j, const char *const *nss, size_t nns, unsigned page_size)
@@ -393,7 +281,7 @@ static ksrc_t *src_start(fx_t *f, jnl_t *j, const char *const *nss, size_t nns, 
     ksrc_opts_t o = {.namespaces = nss, .nnamespaces = nns, .page_size = page_size};
     ksrc_t *s = NULL;
     bd_err_t err;
-    if (ksrc_start(f->c, j, &o, &s, &err) != BD_OK)
+    if (ksrc_start(f->k.c, j, &o, &s, &err) != BD_OK)
         fail_msg("ksrc_start: %s", err.msg);
     return s;
 }
@@ -410,11 +298,11 @@ static void test_initial_list(void **state)
     char name[16];
     for (int i = 0; i < 12; i++) {
         snprintf(name, sizeof(name), "r%02d", i);
-        create_a(&f, "dns-system", name, "10.0.0.1");
+        kfx_create_a(&f.k, "dns-system", name, "10.0.0.1");
     }
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof(name), "o%d", i);
-        create_a(&f, "other", name, "10.0.1.1");
+        kfx_create_a(&f.k, "other", name, "10.0.1.1");
     }
     create_txt(&f, "dns-system", "t");
     char *rv0 = server_rv(&f);
@@ -483,22 +371,21 @@ static void test_watch_order_and_bookmarks(void **state)
 {
     fx_t f = {0};
     fx_start(&f, 100);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f.k, "dns-system", "a", "10.0.0.1");
     jnl_t *j = fx_journal(&f, 0, 0);
     ksrc_t *s = src_start(&f, j, NULL, 0, 0);
-    wait_appended(&f, s, 3);
-    assert_true(run_until(&f, watching, &f, 5));
+    wait_watching(&f, s, 3);
     uint64_t mark = jlast(j) + 1;
 
-    create_a(&f, "dns-system", "x", "10.0.0.2");
+    kfx_create_a(&f.k, "dns-system", "x", "10.0.0.2");
     char *x1 = cur(&f, "dns-system", "x");
-    patch_a(&f, "dns-system", "x", "10.0.0.3");
+    kfx_patch_a(&f.k, "dns-system", "x", "10.0.0.3");
     char *x2 = cur(&f, "dns-system", "x");
-    create_a(&f, "other", "y", "10.0.0.4");
+    kfx_create_a(&f.k, "other", "y", "10.0.0.4");
     char *y1 = cur(&f, "other", "y");
-    patch_a(&f, "dns-system", "a", "10.0.0.5");
+    kfx_patch_a(&f.k, "dns-system", "a", "10.0.0.5");
     char *a2 = cur(&f, "dns-system", "a");
-    delete_a(&f, "dns-system", "x");
+    kfx_delete_a(&f.k, "dns-system", "x");
     char *del = server_rv(&f);
     wait_appended(&f, s, 3 + 5);
     char *got = jlines(j, mark, NULL, NULL);
@@ -519,7 +406,7 @@ static void test_watch_order_and_bookmarks(void **state)
     double deadline = ev_time() + 5;
     char *res = NULL;
     while (ev_time() < deadline) {
-        run_for(&f, 0.05);
+        kfx_run_for(f.k.loop, 0.05);
         free(res);
         res = resume_of(j, AREC_KEY);
         if (res != NULL && strcmp(res, now) == 0)
@@ -559,21 +446,20 @@ static void test_relist_difference(void **state)
 {
     fx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
-    create_a(&f, "dns-system", "b", "10.0.0.2");
-    create_a(&f, "dns-system", "c", "10.0.0.3");
+    kfx_create_a(&f.k, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f.k, "dns-system", "b", "10.0.0.2");
+    kfx_create_a(&f.k, "dns-system", "c", "10.0.0.3");
     jnl_t *j = fx_journal(&f, 0, 0);
     ksrc_t *s = src_start(&f, j, NULL, 0, 0);
-    wait_appended(&f, s, 5);
-    assert_true(run_until(&f, watching, &f, 5));
+    wait_watching(&f, s, 5);
     uint64_t mark = jlast(j) + 1;
     char *c_old = cur(&f, "dns-system", "c");
 
-    bd_apiserver_drop_watches(f.as);
-    patch_a(&f, "dns-system", "b", "10.0.0.22");
-    delete_a(&f, "dns-system", "c");
-    create_a(&f, "dns-system", "d", "10.0.0.4");
-    bd_apiserver_compact(f.as);
+    bd_apiserver_drop_watches(f.k.as);
+    kfx_patch_a(&f.k, "dns-system", "b", "10.0.0.22");
+    kfx_delete_a(&f.k, "dns-system", "c");
+    kfx_create_a(&f.k, "dns-system", "d", "10.0.0.4");
+    bd_apiserver_compact(f.k.as);
     char *b2 = cur(&f, "dns-system", "b"), *d1 = cur(&f, "dns-system", "d");
 
     wait_appended(&f, s, 5 + 5);
@@ -581,10 +467,10 @@ static void test_relist_difference(void **state)
     ksrc_stats_t st;
     double deadline = ev_time() + 10;
     do {
-        run_for(&f, 0.05);
+        kfx_run_for(f.k.loop, 0.05);
         ksrc_stats(s, &st);
     } while (st.relists < RES_KIND_COUNT && ev_time() < deadline);
-    run_for(&f, 0.2);
+    kfx_run_for(f.k.loop, 0.2);
     char *got = jlines(j, mark, NULL, NULL);
     char *e1 = fmt("MODIFIED ARecord %s", b2), *e2 = fmt("ADDED ARecord %s", d1),
          *e3 = fmt("DELETED ARecord %s", c_old);
@@ -619,24 +505,22 @@ static void test_dropped_no_duplicates(void **state)
 {
     fx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f.k, "dns-system", "a", "10.0.0.1");
     jnl_t *j = fx_journal(&f, 0, 0);
     ksrc_t *s = src_start(&f, j, NULL, 0, 0);
-    wait_appended(&f, s, 3);
-    assert_true(run_until(&f, watching, &f, 5));
+    wait_watching(&f, s, 3);
     uint64_t mark = jlast(j) + 1;
     char *stale = server_rv(&f);
 
-    bd_apiserver_drop_watches(f.as);
-    create_a(&f, "dns-system", "e", "10.0.0.5");
+    bd_apiserver_drop_watches(f.k.as);
+    kfx_create_a(&f.k, "dns-system", "e", "10.0.0.5");
     char *e1 = cur(&f, "dns-system", "e");
-    patch_a(&f, "dns-system", "a", "10.0.0.6");
+    kfx_patch_a(&f.k, "dns-system", "a", "10.0.0.6");
     char *a2 = cur(&f, "dns-system", "a");
-    wait_appended(&f, s, 5);
-    assert_true(run_until(&f, watching, &f, 5));
-    bd_apiserver_drop_watches(f.as); /* again, with nothing new */
-    run_for(&f, 1.5);
-    assert_true(run_until(&f, watching, &f, 5));
+    wait_watching(&f, s, 5);
+    bd_apiserver_drop_watches(f.k.as); /* again, with nothing new */
+    kfx_run_for(f.k.loop, 1.5);
+    assert_true(kfx_run_until(f.k.loop, watching, &f, 5));
     char *got = jlines(j, mark, NULL, NULL);
     char *l1 = fmt("ADDED ARecord %s", e1), *l2 = fmt("MODIFIED ARecord %s", a2);
     char *want = join(l1, l2, NULL);
@@ -658,14 +542,14 @@ static void test_dropped_no_duplicates(void **state)
     size_t watches = log_count(&f, "watch", AREC_PATH, q);
     s = src_start(&f, j, NULL, 0, 0);
     src_wait_t w = {s, 0};
-    assert_true(run_until(&f, caught_up, &w, 10));
+    assert_true(kfx_run_until(f.k.loop, caught_up, &w, 10));
     ksrc_stats(s, &st);
     double deadline = ev_time() + 5;
     while (st.duplicates < 2 && ev_time() < deadline) {
-        run_for(&f, 0.05);
+        kfx_run_for(f.k.loop, 0.05);
         ksrc_stats(s, &st);
     }
-    run_for(&f, 0.2);
+    kfx_run_for(f.k.loop, 0.2);
     ksrc_stats(s, &st);
     assert_int_equal(st.duplicates, 2);
     assert_int_equal(st.appended, 0);
@@ -690,14 +574,14 @@ static void test_restart_resume(void **state)
 {
     fx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
-    create_a(&f, "dns-system", "b", "10.0.0.2");
-    create_a(&f, "other", "c", "10.0.0.3");
+    kfx_create_a(&f.k, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f.k, "dns-system", "b", "10.0.0.2");
+    kfx_create_a(&f.k, "other", "c", "10.0.0.3");
     jnl_t *j1 = fx_journal(&f, 0, 0), *j2 = fx_journal(&f, 1, 0);
     ksrc_t *s1 = src_start(&f, j1, NULL, 0, 0), *s2 = src_start(&f, j2, NULL, 0, 0);
     wait_appended(&f, s1, 5);
     wait_appended(&f, s2, 5);
-    patch_a(&f, "dns-system", "a", "10.0.0.11");
+    kfx_patch_a(&f.k, "dns-system", "a", "10.0.0.11");
     wait_appended(&f, s1, 6);
     wait_appended(&f, s2, 6);
     ksrc_stop(s1);
@@ -708,10 +592,10 @@ static void test_restart_resume(void **state)
     assert_int_equal(lists, 2);
 
     /* while source 1 is down */
-    create_a(&f, "dns-system", "f", "10.0.0.6");
-    patch_a(&f, "dns-system", "a", "10.0.0.12");
-    delete_a(&f, "dns-system", "b");
-    patch_a(&f, "other", "c", "10.0.0.13");
+    kfx_create_a(&f.k, "dns-system", "f", "10.0.0.6");
+    kfx_patch_a(&f.k, "dns-system", "a", "10.0.0.12");
+    kfx_delete_a(&f.k, "dns-system", "b");
+    kfx_patch_a(&f.k, "other", "c", "10.0.0.13");
     create_txt(&f, "other", "t");
 
     ksrc_t *s1b = src_start(&f, j1, NULL, 0, 0);
@@ -760,17 +644,16 @@ static void test_namespace_subset(void **state)
 {
     fx_t f = {0};
     fx_start(&f, 0);
-    create_a(&f, "dns-system", "a", "10.0.0.1");
-    create_a(&f, "other", "x", "10.0.0.2");
+    kfx_create_a(&f.k, "dns-system", "a", "10.0.0.1");
+    kfx_create_a(&f.k, "other", "x", "10.0.0.2");
     create_txt(&f, "other", "t");
     jnl_t *j = fx_journal(&f, 0, 0);
     const char *nss[] = {"dns-system"};
     ksrc_t *s = src_start(&f, j, nss, 1, 0);
-    wait_appended(&f, s, 3);
-    assert_true(run_until(&f, watching, &f, 5));
-    create_a(&f, "other", "y", "10.0.0.3");
-    patch_a(&f, "other", "x", "10.0.0.4");
-    create_a(&f, "dns-system", "b", "10.0.0.5");
+    wait_watching(&f, s, 3);
+    kfx_create_a(&f.k, "other", "y", "10.0.0.3");
+    kfx_patch_a(&f.k, "other", "x", "10.0.0.4");
+    kfx_create_a(&f.k, "dns-system", "b", "10.0.0.5");
     char *a1 = cur(&f, "dns-system", "a"), *b1 = cur(&f, "dns-system", "b");
     wait_appended(&f, s, 4);
     char *got = jlines(j, 0, NULL, NULL);
