@@ -609,10 +609,9 @@ static void zone_clear(proj_t *p, proj_zone_t *z)
         p->oom = 1;
 }
 
-static void zone_destroy(proj_t *p, proj_zone_t *z)
+/* Free a zone's own memory (its owners must be empty or freed already). */
+static void zone_free(proj_zone_t *z)
 {
-    zone_clear(p, z);
-    bd_hmap_del(p->zones, z->name);
     bd_hmap_free(z->owners);
     bd_hmap_free(z->evnet);
     res_strv_deinit(&z->instances);
@@ -621,6 +620,13 @@ static void zone_destroy(proj_t *p, proj_zone_t *z)
     free(z->catalog_of);
     free(z->soa_sig);
     free(z);
+}
+
+static void zone_destroy(proj_t *p, proj_zone_t *z)
+{
+    zone_clear(p, z);
+    bd_hmap_del(p->zones, z->name);
+    zone_free(z);
 }
 
 static bool zone_selects(const proj_zone_t *z, const obj_t *rec)
@@ -1563,13 +1569,7 @@ void proj_free(proj_t *p)
             size_t op = 0;
             while (bd_hmap_next(z->owners, &op, NULL, (void **)&ow))
                 owner_free(ow);
-            bd_hmap_free(z->owners);
-            bd_hmap_free(z->evnet);
-            res_strv_deinit(&z->instances);
-            free(z->name);
-            free(z->origin);
-            free(z->catalog_of);
-            free(z);
+            zone_free(z);
         }
     }
     pos = 0;
