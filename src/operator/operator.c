@@ -15,6 +15,7 @@
 #include "log.h"
 #include "obs.h"
 #include "server.h"
+#include "status.h"
 
 /* The label the leader puts on its own pod; the hidden-primary Service selects it. */
 #define OP_LEADER_LABEL "bindy.firestoned.io/hidden-primary"
@@ -34,12 +35,15 @@ typedef struct op {
     k8s_config_t *cfg;
     k8s_client_t *kc;
     ksrc_t *src;
+    kst_t *kst;
     le_config_t lec;
     le_t *le;
     obs_t *obs;
     obs_series_t *m[OBS_METRIC_COUNT]; /* unlabelled operator metrics */
     obs_series_t *m_apply_hp;          /* bindy_apply_operations_total{target="hidden-primary"} */
     obs_series_t *m_apply_hp_err;      /* bindy_apply_errors_total{target="hidden-primary"} */
+    obs_series_t *m_apply_st, *m_apply_st_err; /* the same for target="status" */
+    kst_stats_t last_kst;
     uint64_t committed;                /* the journal's last committed seq, as last reported */
     k8s_client_stats_t last_kc;        /* counters already added to the metrics */
     ksrc_stats_t last_src;
@@ -60,6 +64,8 @@ static void on_applied(void *arg, const jnl_event_t *ev, const proj_changes_t *c
     obs_hist_observe(op->m[OBS_RECONCILE_DURATION], t - op->event_t0);
     op->event_t0 = t;
     obs_counter_add(op->m_apply_hp, ch->nzones);
+    if (kst_observe(op->kst, ev) != BD_OK || kst_mark_changes(op->kst, ev, ch) != BD_OK)
+        bd_error("status: out of memory");
     for (size_t i = 0; i < ch->nzones; i++) {
         const proj_zone_change_t *c = &ch->zones[i];
         bd_debug("%s %s/%s %s: zone %s%s serial %u", ev->kind, ev->ns, ev->name, jnl_type_name(ev->type),
@@ -99,6 +105,7 @@ static void on_commit(jnl_t *j, uint64_t committed, int status, void *arg)
         bd_error("apply: %s", err.msg);
     }
     obs_gauge_set(op->m[OBS_JOURNAL_LAST_SEQ], (double)committed);
+    kst_flush(op->kst); /* writes only on the leader, only what differs */
     if (n > 0)
         bd_debug("applied %zu events (journal at seq %llu)", n, (unsigned long long)committed);
 }
@@ -158,9 +165,19 @@ static void leading(op_t *op, bool on)
         set_leader_label(op, on);
 }
 
+static bool fence_ok(void *arg)
+{
+    op_t *op = arg;
+    return le_fence_ok(op->le);
+}
+
 static void on_started_leading(void *arg)
 {
-    leading(arg, true);
+    op_t *op = arg;
+    leading(op, true);
+    /* a new leader writes whatever status its predecessor left behind */
+    kst_mark_all(op->kst);
+    kst_flush(op->kst);
 }
 
 static void on_stopped_leading(void *arg)
@@ -190,6 +207,11 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         obs_counter_add(op->m[OBS_WATCH_RELISTS], ss.relists - op->last_src.relists);
         op->last_src = ss;
     }
+    kst_stats_t kss;
+    kst_stats(op->kst, &kss);
+    obs_counter_add(op->m_apply_st, kss.writes - op->last_kst.writes);
+    obs_counter_add(op->m_apply_st_err, kss.errors - op->last_kst.errors);
+    op->last_kst = kss;
     k8s_client_stats_t ks;
     k8s_client_stats(op->kc, &ks);
     obs_counter_add(op->m[OBS_KUBE_REQUESTS], ks.calls - op->last_kc.calls);
@@ -277,6 +299,8 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
         op.m[i] = obs_metric(op.obs, (obs_metric_t)i);
     op.m_apply_hp = obs_metric_for(op.obs, OBS_APPLY_OPERATIONS, "hidden-primary");
     op.m_apply_hp_err = obs_metric_for(op.obs, OBS_APPLY_ERRORS, "hidden-primary");
+    op.m_apply_st = obs_metric_for(op.obs, OBS_APPLY_OPERATIONS, "status");
+    op.m_apply_st_err = obs_metric_for(op.obs, OBS_APPLY_ERRORS, "status");
     obs_ready_set(op.obs, "journal", false, "not open");
     obs_ready_set(op.obs, "watch", false, "not started");
     if ((rc = obs_start(op.obs, err)) != BD_OK)
@@ -301,10 +325,28 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
         goto out;
     }
 
+    k8s_client_opts_t ko;
+    k8s_client_opts_init(&ko);
+    char ua[300];
+    /* the pod in the user agent: the API server's audit log then says which replica wrote */
+    snprintf(ua, sizeof(ua), "bindy/%s (%s)", BINDY_VERSION, op.lec.identity[0] ? op.lec.identity : "unknown");
+    ko.user_agent = ua;
+    if ((rc = k8s_client_new(op.loop, op.cfg, &ko, &op.kc, err)) != BD_OK)
+        goto out;
+
     jnl_opts_t jo;
     jnl_opts_init(&jo);
     jo.flags = JNL_OPEN_CREATE;
     if ((rc = jnl_open(op.journal_dir, &jo, &op.j, err)) != BD_OK || (rc = proj_new(NULL, &op.p, err)) != BD_OK)
+        goto out;
+    /* statuses: every replica observes what the API server holds (the replay included),
+     * only the leader writes what differs */
+    kst_opts_t kso;
+    kst_opts_init(&kso);
+    kso.fence = fence_ok;
+    kso.fence_arg = &op;
+    kso.instance = op.lec.identity;
+    if ((rc = kst_new(op.kc, op.p, &kso, &op.kst, err)) != BD_OK)
         goto out;
     if ((rc = bind_zonedb_new(&op.db, NULL)) != BD_OK) {
         bd_err_set(err, rc, "zone store: %s", bd_strerror(rc));
@@ -330,14 +372,6 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
         goto out;
     }
 
-    k8s_client_opts_t ko;
-    k8s_client_opts_init(&ko);
-    char ua[300];
-    /* the pod in the user agent: the API server's audit log then says which replica wrote */
-    snprintf(ua, sizeof(ua), "bindy/%s (%s)", BINDY_VERSION, op.lec.identity[0] ? op.lec.identity : "unknown");
-    ko.user_agent = ua;
-    if ((rc = k8s_client_new(op.loop, op.cfg, &ko, &op.kc, err)) != BD_OK)
-        goto out;
     bd_info("API server %s (%s); hidden primary on %s:%u; journal %s; health on port %u", op.cfg->server,
             op.cfg->origin, op.o.address, bind_server_port(op.srv), op.journal_dir, obs_port(op.obs));
     /* whoever led before, it is not us now: clear our pod's label, then elect */
@@ -365,6 +399,7 @@ out:
     le_free(op.le);
     k8s_call_cancel(op.label_call);
     ksrc_stop(op.src);
+    kst_free(op.kst);
     k8s_client_free(op.kc);
     if (op.j) {
         bd_err_t ferr;

@@ -786,16 +786,6 @@ static void zone_sync(proj_t *p, const char *zone_name)
                 z->changed = true;
             free(z->soa_sig);
             z->soa_sig = sig;
-            /* Continuity across leaders: the serial a leader published (status.serial, as
-             * journaled from the API server) is a floor. Equal content, equal serial: a
-             * replica that journaled fewer versions of the zone takes the leader's serial
-             * without making a new version, and its next change goes above it. */
-            int64_t pub = win->res->u.zone.status_serial;
-            if (pub > 0 && serial_gt((uint32_t)pub, z->serial)) {
-                z->serial = (uint32_t)pub;
-                if (pend_get(p, z->name, true) == NULL)
-                    p->oom = 1;
-            }
             if (bd_hmap_put(p->zchanged, z->name, (void *)1, NULL) != BD_OK)
                 p->oom = 1;
         }
@@ -1166,6 +1156,17 @@ static void finish_event(proj_t *p)
             continue;
         if (z->changed || (z->evnet && bd_hmap_count(z->evnet) > 0))
             zone_bump_serial(p, z);
+        /* Continuity across leaders: the serial a leader published (status.serial, as
+         * journaled from the API server) is a floor. A replica below it (it journaled
+         * fewer versions, e.g. it started later) goes one above it: its content may differ
+         * from what the leader published under that serial, so servers must transfer. */
+        int64_t pub = z->obj && z->obj->res ? z->obj->res->u.zone.status_serial : -1;
+        if (pub > 0 && serial_gt((uint32_t)pub, z->serial)) {
+            uint32_t above = (uint32_t)pub + 1; /* RFC 1982: 0 is skipped, as everywhere */
+            z->serial = above ? above : 1;
+            if (pend_get(p, z->name, true) == NULL)
+                p->oom = 1;
+        }
         z->changed = false;
         bd_hmap_free(z->evnet);
         z->evnet = NULL;

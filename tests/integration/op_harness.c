@@ -282,6 +282,32 @@ static long http_get(oph_t *h, int i, const char *path, body_t *b)
     return code;
 }
 
+long oph_merge_patch(oph_t *h, const char *path, const char *json)
+{
+    char url[512];
+    body_t b = {0};
+    long code = 0;
+    snprintf(url, sizeof(url), "%s%s", bd_apiserver_url(h->as), path);
+    CURL *c = curl_easy_init();
+    if (c == NULL)
+        return 0;
+    struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/merge-patch+json");
+    hd = curl_slist_append(hd, "Authorization: Bearer ha-token");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PATCH");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    if (curl_easy_perform(c) != CURLE_OK || curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK)
+        code = 0;
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(c);
+    free(b.buf);
+    return code;
+}
+
 long oph_http(oph_t *h, int i, const char *path)
 {
     body_t b = {0};

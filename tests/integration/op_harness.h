@@ -51,6 +51,9 @@ int oph_wait_holder(oph_t *h, int not, double timeout_s);
 double oph_metric(oph_t *h, int i, const char *name);
 /* HTTP status of GET path on replica i's health port (0: no answer). */
 long oph_http(oph_t *h, int i, const char *path);
+/* A JSON merge patch of path (an API path) on the double, as a user would send it.
+ * Returns the HTTP status (0: no answer). */
+long oph_merge_patch(oph_t *h, const char *path, const char *json);
 /* Whether replica i's Pod carries bindy.firestoned.io/hidden-primary=true. */
 bool oph_pod_labelled(oph_t *h, int i);
 /* Wall-clock time (s since the epoch) of the first line of replica i's log containing

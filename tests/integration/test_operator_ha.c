@@ -241,6 +241,109 @@ static void test_partition(void **state)
     oph_free(h);
 }
 
+/* status.serial of dns-system/example-com as the double stores it; -1 when unset. */
+static long zone_serial(oph_t *h)
+{
+    char *txt = bd_apiserver_get(oph_apiserver(h), "bindy.firestoned.io", "dnszones", "dns-system", "example-com");
+    json_t *j = txt ? json_loads(txt, 0, NULL) : NULL;
+    free(txt);
+    json_t *v = json_object_get(json_object_get(j, "status"), "serial");
+    long serial = json_is_integer(v) ? (long)json_integer_value(v) : -1;
+    json_decref(j);
+    return serial;
+}
+
+/* Wait until status.serial is set and has not moved for `quiet` seconds; its value. */
+static long settled_serial(oph_t *h, double quiet, double timeout)
+{
+    double end = oph_now() + timeout, since = oph_now();
+    long last = zone_serial(h);
+    while (oph_now() < end) {
+        usleep(100000);
+        long now = zone_serial(h);
+        if (now != last) {
+            last = now;
+            since = oph_now();
+        } else if (last > 0 && oph_now() - since >= quiet) {
+            return last;
+        }
+    }
+    return -1;
+}
+
+static void set_www(oph_t *h, int n)
+{
+    char json[160];
+    snprintf(json, sizeof(json), "{\"spec\":{\"ipv4Addresses\":[\"192.0.2.%d\"]}}", n);
+    assert_int_equal(oph_merge_patch(h, "/apis/bindy.firestoned.io/v1beta1/namespaces/dns-system/arecords/www", json),
+                     200);
+}
+
+/* The serials a new leader publishes continue above its predecessor's, even when it
+ * started late and journaled fewer versions of the zone: the leader writes each zone's
+ * serial to its status, every replica journals that, and the projector never goes below. */
+static void test_serial_continuity(void **state)
+{
+    oph_t *h = NULL;
+    bd_err_t err;
+    if (oph_new(bindy_path(), 3, &h, &err) != BD_OK)
+        fail_msg("harness: %s", err.msg);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(oph_start(h, i, DUR, RENEW, RETRY, NULL, &err), BD_OK);
+    int lead = oph_wait_holder(h, -1, 15);
+    assert_true(lead >= 0);
+    bd_apiserver_t *as = oph_apiserver(h);
+    assert_int_equal(
+        bd_apiserver_create(as,
+                            "{\"apiVersion\":\"bindy.firestoned.io/v1beta1\",\"kind\":\"DNSZone\","
+                            "\"metadata\":{\"name\":\"example-com\",\"namespace\":\"dns-system\"},"
+                            "\"spec\":{\"zoneName\":\"example.com\",\"soaRecord\":{\"primaryNs\":\"ns1.example.com.\","
+                            "\"adminEmail\":\"admin.example.com.\",\"serial\":1},"
+                            "\"recordsFrom\":[{\"selector\":{\"matchLabels\":{\"zone\":\"example.com\"}}}]}}",
+                            &err),
+        BD_OK);
+    assert_int_equal(bd_apiserver_create(as,
+                                         "{\"apiVersion\":\"bindy.firestoned.io/v1beta1\",\"kind\":\"ARecord\","
+                                         "\"metadata\":{\"name\":\"www\",\"namespace\":\"dns-system\","
+                                         "\"labels\":{\"zone\":\"example.com\"}},"
+                                         "\"spec\":{\"name\":\"www\",\"ipv4Addresses\":[\"192.0.2.1\"]}}",
+                                         &err),
+                     BD_OK);
+    /* versions the late replica will never see one by one */
+    for (int i = 2; i <= 6; i++) {
+        set_www(h, i);
+        usleep(300000);
+    }
+    long before = settled_serial(h, 2.0, 20);
+    fprintf(stderr, "serial published by op-%d: %ld\n", lead, before);
+    assert_true(before >= 4); /* more versions than the late replica will journal (2) */
+
+    /* op-2 starts late: it lists the zone (with its status) and the record once */
+    assert_int_equal(oph_start(h, 2, DUR, RENEW, RETRY, NULL, &err), BD_OK);
+    double end = oph_now() + 15;
+    while (oph_now() < end && !(oph_metric(h, 2, "bindy_watch_events_total") >= 2))
+        usleep(50000);
+    assert_true(oph_metric(h, 2, "bindy_watch_events_total") >= 2);
+    sleep(1);
+
+    /* both replicas that saw every version go; op-2 leads */
+    oph_signal(h, 0, SIGKILL, true);
+    oph_signal(h, 1, SIGKILL, true);
+    assert_int_equal(oph_wait_holder(h, lead, DUR + RETRY + 5), 2);
+    /* its statuses never take the serial back */
+    long after_takeover = settled_serial(h, 2.0, 20);
+    fprintf(stderr, "serial after op-2 took over: %ld\n", after_takeover);
+    assert_true(after_takeover >= before);
+    /* and its next version goes above */
+    set_www(h, 7);
+    end = oph_now() + 15;
+    while (oph_now() < end && zone_serial(h) <= after_takeover)
+        usleep(100000);
+    fprintf(stderr, "serial after one more change: %ld\n", zone_serial(h));
+    assert_true(zone_serial(h) > after_takeover);
+    oph_free(h);
+}
+
 /* Bad leader-election settings stop the process at start with a message naming the
  * variable. */
 static void expect_refused(const char *const *env, const char *needle)
@@ -291,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_crash_failover),
         cmocka_unit_test(test_graceful_failover),
         cmocka_unit_test(test_partition),
+        cmocka_unit_test(test_serial_continuity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
