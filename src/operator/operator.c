@@ -13,12 +13,16 @@
 #include "kube.h"
 #include "leader.h"
 #include "log.h"
+#include "render.h"
 #include "obs.h"
 #include "server.h"
 #include "status.h"
 
 /* The label the leader puts on its own pod; the hidden-primary Service selects it. */
 #define OP_LEADER_LABEL "bindy.firestoned.io/hidden-primary"
+/* The Secret (in the pod's namespace) holding the transfer and rndc keys every replica
+ * uses: BIND servers keep pulling with the same key whichever replica leads. */
+#define OP_KEYS_SECRET "bindy-keys"
 
 typedef struct op {
     struct ev_loop *loop;
@@ -48,6 +52,8 @@ typedef struct op {
     k8s_client_stats_t last_kc;        /* counters already added to the metrics */
     ksrc_stats_t last_src;
     k8s_call_t *label_call;            /* the label patch in flight */
+    k8s_call_t *keys_call;             /* the keys Secret read or create in flight */
+    ev_timer keys_retry;
     bool label_want, label_sent;
     bool stopping;
     double event_t0;                   /* when the event being applied started (reconcile) */
@@ -151,6 +157,96 @@ static void set_leader_label(op_t *op, bool leader)
 {
     op->label_want = leader;
     send_label(op);
+}
+
+/* ---- the shared keys ------------------------------------------------------------------ */
+
+/* Every replica must serve transfers with the same TSIG key. The first replica to start
+ * creates the Secret from its generated keys; the others (and later restarts) adopt what
+ * it holds. Creation is atomic on the API server, so concurrent starters converge. Only
+ * then does this replica take part in the election: a leader always has the shared key. */
+static const k8s_res_t secrets_res = {"", "v1", "secrets", "Secret", true};
+static void keys_fetch(op_t *op);
+
+static void keys_ready(op_t *op)
+{
+    if (op->lec.identity[0]) {
+        op->label_sent = true;
+        set_leader_label(op, false); /* then start_election, once the label is cleared */
+    } else {
+        start_election(op);
+    }
+}
+
+static void keys_later(op_t *op, const char *why)
+{
+    bd_warn("secret %s/%s: %s; retrying in 2 s", op->pod_ns, OP_KEYS_SECRET, why);
+    ev_timer_set(&op->keys_retry, 2., 0.);
+    ev_timer_start(op->loop, &op->keys_retry);
+}
+
+static void on_keys_created(void *arg, const k8s_resp_t *r)
+{
+    op_t *op = arg;
+    op->keys_call = NULL;
+    if (r->code == BD_OK) {
+        bd_info("secret %s/%s: created with this replica's keys", op->pod_ns, OP_KEYS_SECRET);
+        keys_ready(op);
+    } else if (r->code == BD_EEXISTS) {
+        keys_fetch(op); /* another replica was first: adopt its keys */
+    } else {
+        keys_later(op, r->message);
+    }
+}
+
+static void on_keys_read(void *arg, const k8s_resp_t *r)
+{
+    op_t *op = arg;
+    op->keys_call = NULL;
+    if (r->code == BD_ENOTFOUND) {
+        json_t *sec = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:{s:s,s:s}}", "apiVersion", "v1", "kind", "Secret",
+                                "metadata", "name", OP_KEYS_SECRET, "namespace", op->pod_ns, "type", "Opaque", "data",
+                                "xfr", op->xfr_b64, "rndc", op->rndc_b64);
+        if (sec == NULL || k8s_create(op->kc, &secrets_res, op->pod_ns, sec, on_keys_created, op, &op->keys_call) != BD_OK)
+            keys_later(op, "cannot create it");
+        json_decref(sec);
+        return;
+    }
+    if (r->code != BD_OK) {
+        keys_later(op, r->message);
+        return;
+    }
+    const json_t *data = json_object_get(r->body, "data");
+    const char *xfr = json_string_value(json_object_get(data, "xfr"));
+    const char *rndc = json_string_value(json_object_get(data, "rndc"));
+    bind_server_key_t key;
+    if (xfr == NULL || rndc == NULL || strlen(xfr) >= BIND_KEY_B64_MAX || strlen(rndc) >= BIND_KEY_B64_MAX ||
+        bind_server_key_from_b64(&key, BIND_XFR_KEY_NAME, BIND_SERVER_HMAC_SHA256, xfr) != BD_OK) {
+        keys_later(op, "data.xfr and data.rndc must hold base64 HMAC-SHA256 secrets");
+        return;
+    }
+    if (strcmp(xfr, op->xfr_b64) != 0) {
+        bind_server_set_key(op->srv, &key);
+        bind_server_key_wipe(&op->xfr);
+        op->xfr = key;
+        snprintf(op->xfr_b64, sizeof(op->xfr_b64), "%s", xfr);
+        snprintf(op->rndc_b64, sizeof(op->rndc_b64), "%s", rndc);
+        bd_info("secret %s/%s: using the shared transfer and rndc keys", op->pod_ns, OP_KEYS_SECRET);
+    } else {
+        bind_server_key_wipe(&key);
+    }
+    keys_ready(op);
+}
+
+static void keys_fetch(op_t *op)
+{
+    if (k8s_get(op->kc, &secrets_res, op->pod_ns, OP_KEYS_SECRET, on_keys_read, op, &op->keys_call) != BD_OK)
+        keys_later(op, "cannot read it");
+}
+
+static void on_keys_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    keys_fetch(w->data);
 }
 
 /* ---- leadership ------------------------------------------------------------------------ */
@@ -286,7 +382,8 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     ev_signal_init(&op.sigterm, on_signal, SIGTERM);
     ev_timer_init(&op.tick, on_tick, 0., 1.);
     ev_timer_init(&op.stop_timer, on_stop_timeout, 15., 0.);
-    op.sigint.data = op.sigterm.data = op.tick.data = op.stop_timer.data = &op;
+    ev_timer_init(&op.keys_retry, on_keys_retry, 2., 0.);
+    op.sigint.data = op.sigterm.data = op.tick.data = op.stop_timer.data = op.keys_retry.data = &op;
 
     /* configuration first: a bad variable is reported before anything starts */
     if ((rc = le_config_from_env(&op.lec, err)) != BD_OK)
@@ -374,13 +471,9 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
 
     bd_info("API server %s (%s); hidden primary on %s:%u; journal %s; health on port %u", op.cfg->server,
             op.cfg->origin, op.o.address, bind_server_port(op.srv), op.journal_dir, obs_port(op.obs));
-    /* whoever led before, it is not us now: clear our pod's label, then elect */
-    if (op.lec.identity[0]) {
-        op.label_sent = true;
-        set_leader_label(&op, false);
-    } else {
-        start_election(&op);
-    }
+    /* the shared keys, then (whoever led before, it is not us now) clear our pod's label,
+     * then elect */
+    keys_fetch(&op);
 
     ksrc_opts_t so;
     if ((rc = ksrc_opts_from_env(&so, err)) != BD_OK || (rc = ksrc_start(op.kc, op.j, &so, &op.src, err)) != BD_OK)
@@ -396,8 +489,10 @@ out:
     ev_signal_stop(op.loop, &op.sigterm);
     ev_timer_stop(op.loop, &op.tick);
     ev_timer_stop(op.loop, &op.stop_timer);
+    ev_timer_stop(op.loop, &op.keys_retry);
     le_free(op.le);
     k8s_call_cancel(op.label_call);
+    k8s_call_cancel(op.keys_call);
     ksrc_stop(op.src);
     kst_free(op.kst);
     k8s_client_free(op.kc);

@@ -108,6 +108,18 @@ static void test_one_leader(void **state)
     assert_true(log_has(h, lead, "INFO Starting all operators"));
     assert_int_equal(transitions(h), 0);
 
+    /* one transfer key for all: one replica created the Secret, the others adopted it */
+    int created = 0, adopted = 0;
+    for (int i = 0; i < 3; i++) {
+        created += log_has(h, i, "secret dns-system/bindy-keys: created with this replica's keys");
+        adopted += log_has(h, i, "secret dns-system/bindy-keys: using the shared transfer and rndc keys");
+    }
+    assert_int_equal(created, 1);
+    assert_int_equal(adopted, 2);
+    char *sec = bd_apiserver_get(oph_apiserver(h), "", "secrets", "dns-system", "bindy-keys");
+    assert_non_null(sec);
+    free(sec);
+
     /* hot standbys: every replica journals what the API server says, leader or not */
     bd_err_t err;
     assert_int_equal(bd_apiserver_create(oph_apiserver(h),
