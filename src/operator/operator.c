@@ -17,6 +17,7 @@
 #include "obs.h"
 #include "server.h"
 #include "status.h"
+#include "apply.h"
 
 /* The label the leader puts on its own pod; the hidden-primary Service selects it. */
 #define OP_LEADER_LABEL "bindy.firestoned.io/hidden-primary"
@@ -40,6 +41,7 @@ typedef struct op {
     k8s_client_t *kc;
     ksrc_t *src;
     kst_t *kst;
+    wla_t *wla;                        /* NULL until the shared keys are known */
     le_config_t lec;
     le_t *le;
     obs_t *obs;
@@ -47,7 +49,9 @@ typedef struct op {
     obs_series_t *m_apply_hp;          /* bindy_apply_operations_total{target="hidden-primary"} */
     obs_series_t *m_apply_hp_err;      /* bindy_apply_errors_total{target="hidden-primary"} */
     obs_series_t *m_apply_st, *m_apply_st_err; /* the same for target="status" */
+    obs_series_t *m_apply_wl, *m_apply_wl_err; /* and target="kubernetes" (workloads) */
     kst_stats_t last_kst;
+    wla_stats_t last_wla;
     uint64_t committed;                /* the journal's last committed seq, as last reported */
     k8s_client_stats_t last_kc;        /* counters already added to the metrics */
     ksrc_stats_t last_src;
@@ -72,6 +76,9 @@ static void on_applied(void *arg, const jnl_event_t *ev, const proj_changes_t *c
     obs_counter_add(op->m_apply_hp, ch->nzones);
     if (kst_observe(op->kst, ev) != BD_OK || kst_mark_changes(op->kst, ev, ch) != BD_OK)
         bd_error("status: out of memory");
+    for (size_t i = 0; op->wla && i < ch->instances.n; i++)
+        if (wla_mark(op->wla, ch->instances.v[i]) != BD_OK)
+            bd_error("workloads: cannot mark %s", ch->instances.v[i]);
     for (size_t i = 0; i < ch->nzones; i++) {
         const proj_zone_change_t *c = &ch->zones[i];
         bd_debug("%s %s/%s %s: zone %s%s serial %u", ev->kind, ev->ns, ev->name, jnl_type_name(ev->type),
@@ -112,6 +119,7 @@ static void on_commit(jnl_t *j, uint64_t committed, int status, void *arg)
     }
     obs_gauge_set(op->m[OBS_JOURNAL_LAST_SEQ], (double)committed);
     kst_flush(op->kst); /* writes only on the leader, only what differs */
+    wla_sync(op->wla, op->p);
     if (n > 0)
         bd_debug("applied %zu events (journal at seq %llu)", n, (unsigned long long)committed);
 }
@@ -168,8 +176,20 @@ static void set_leader_label(op_t *op, bool leader)
 static const k8s_res_t secrets_res = {"", "v1", "secrets", "Secret", true};
 static void keys_fetch(op_t *op);
 
+static bool fence_ok(void *arg);
+
 static void keys_ready(op_t *op)
 {
+    /* the workload applier writes the shared transfer key into every instance's keys */
+    wla_opts_t wo;
+    wla_opts_init(&wo);
+    wo.operator_namespace = op->pod_ns;
+    wo.xfr_secret_b64 = op->xfr_b64;
+    wo.fence = fence_ok;
+    wo.fence_arg = op;
+    bd_err_t err;
+    if (op->wla == NULL && wla_new(op->kc, &wo, &op->wla, &err) != BD_OK)
+        bd_error("workloads: %s", err.msg);
     if (op->lec.identity[0]) {
         op->label_sent = true;
         set_leader_label(op, false); /* then start_election, once the label is cleared */
@@ -271,14 +291,21 @@ static void on_started_leading(void *arg)
 {
     op_t *op = arg;
     leading(op, true);
-    /* a new leader writes whatever status its predecessor left behind */
+    /* a new leader writes whatever status its predecessor left behind, and applies every
+     * instance's workloads once (after that, only what changes) */
     kst_mark_all(op->kst);
     kst_flush(op->kst);
+    if (op->wla) {
+        wla_mark_all(op->wla, op->p);
+        wla_sync(op->wla, op->p);
+    }
 }
 
 static void on_stopped_leading(void *arg)
 {
-    leading(arg, false);
+    op_t *op = arg;
+    leading(op, false);
+    wla_reset(op->wla);
 }
 
 static void on_new_leader(void *arg, const char *identity)
@@ -308,6 +335,12 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     obs_counter_add(op->m_apply_st, kss.writes - op->last_kst.writes);
     obs_counter_add(op->m_apply_st_err, kss.errors - op->last_kst.errors);
     op->last_kst = kss;
+    wla_stats_t ws = {0};
+    if (op->wla)
+        wla_stats(op->wla, &ws);
+    obs_counter_add(op->m_apply_wl, ws.applies + ws.deletes - op->last_wla.applies - op->last_wla.deletes);
+    obs_counter_add(op->m_apply_wl_err, ws.errors - op->last_wla.errors);
+    op->last_wla = ws;
     k8s_client_stats_t ks;
     k8s_client_stats(op->kc, &ks);
     obs_counter_add(op->m[OBS_KUBE_REQUESTS], ks.calls - op->last_kc.calls);
@@ -398,6 +431,8 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     op.m_apply_hp_err = obs_metric_for(op.obs, OBS_APPLY_ERRORS, "hidden-primary");
     op.m_apply_st = obs_metric_for(op.obs, OBS_APPLY_OPERATIONS, "status");
     op.m_apply_st_err = obs_metric_for(op.obs, OBS_APPLY_ERRORS, "status");
+    op.m_apply_wl = obs_metric_for(op.obs, OBS_APPLY_OPERATIONS, "kubernetes");
+    op.m_apply_wl_err = obs_metric_for(op.obs, OBS_APPLY_ERRORS, "kubernetes");
     obs_ready_set(op.obs, "journal", false, "not open");
     obs_ready_set(op.obs, "watch", false, "not started");
     if ((rc = obs_start(op.obs, err)) != BD_OK)
@@ -495,6 +530,7 @@ out:
     k8s_call_cancel(op.keys_call);
     ksrc_stop(op.src);
     kst_free(op.kst);
+    wla_free(op.wla);
     k8s_client_free(op.kc);
     if (op.j) {
         bd_err_t ferr;

@@ -71,7 +71,7 @@ static long transitions(oph_t *h)
 static void test_one_leader(void **state)
 {
     oph_t *h = cluster(3);
-    int lead = oph_wait_holder(h, -1, 15);
+    int lead = oph_wait_holder(h, -1, 30);
     if (lead < 0)
         dump_logs(h, 3);
     assert_true(lead >= 0);
@@ -146,7 +146,7 @@ static void test_one_leader(void **state)
 static void test_crash_failover(void **state)
 {
     oph_t *h = cluster(3);
-    int lead = oph_wait_holder(h, -1, 15);
+    int lead = oph_wait_holder(h, -1, 30);
     assert_true(lead >= 0);
     sleep(1); /* standbys have observed the lease */
     double t0 = oph_now();
@@ -172,7 +172,7 @@ static void test_crash_failover(void **state)
 static void test_graceful_failover(void **state)
 {
     oph_t *h = cluster(3);
-    int lead = oph_wait_holder(h, -1, 15);
+    int lead = oph_wait_holder(h, -1, 30);
     assert_true(lead >= 0);
     sleep(1);
     double t0 = oph_now();
@@ -221,7 +221,7 @@ static double first_lease_write(oph_t *h, int i, double after)
 static void test_partition(void **state)
 {
     oph_t *h = cluster(3);
-    int lead = oph_wait_holder(h, -1, 15);
+    int lead = oph_wait_holder(h, -1, 30);
     assert_true(lead >= 0);
     sleep(1);
     struct timespec ts;
@@ -302,7 +302,7 @@ static void test_serial_continuity(void **state)
         fail_msg("harness: %s", err.msg);
     for (int i = 0; i < 2; i++)
         assert_int_equal(oph_start(h, i, DUR, RENEW, RETRY, NULL, &err), BD_OK);
-    int lead = oph_wait_holder(h, -1, 15);
+    int lead = oph_wait_holder(h, -1, 30);
     assert_true(lead >= 0);
     bd_apiserver_t *as = oph_apiserver(h);
     assert_int_equal(
@@ -353,6 +353,91 @@ static void test_serial_continuity(void **state)
         usleep(100000);
     fprintf(stderr, "serial after one more change: %ld\n", zone_serial(h));
     assert_true(zone_serial(h) > after_takeover);
+    oph_free(h);
+}
+
+/* Writes by replica i (its user agent) to path substring `what` with a 2xx answer, at or
+ * after wall time `after`. */
+static int writes_by(oph_t *h, int i, const char *what, double after)
+{
+    char ua[32];
+    snprintf(ua, sizeof(ua), "(op-%d)", i);
+    bd_apiserver_t *as = oph_apiserver(h);
+    size_t n = bd_apiserver_log_count(as);
+    int count = 0;
+    for (size_t k = 0; k < n; k++) {
+        bd_apiserver_req_t r;
+        if (bd_apiserver_log_get(as, k, &r) != BD_OK || r.time < after || strstr(r.user_agent, ua) == NULL)
+            continue;
+        if (strstr(r.path, what) && r.status >= 200 && r.status < 300 && strcmp(r.method, "GET") != 0)
+            count++;
+    }
+    return count;
+}
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The leader applies every Bind9Instance's workloads; standbys never write them; a new
+ * leader applies each object once and then nothing at rest. */
+static void test_workloads_follow_leader(void **state)
+{
+    oph_t *h = cluster(3);
+    int lead = oph_wait_holder(h, -1, 30);
+    assert_true(lead >= 0);
+    bd_err_t err;
+    bd_apiserver_t *as = oph_apiserver(h);
+    assert_int_equal(bd_apiserver_create(as,
+                                         "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":"
+                                         "\"bindy-hidden-primary\",\"namespace\":\"dns-system\"},\"spec\":{"
+                                         "\"clusterIP\":\"10.96.0.53\",\"ports\":[{\"name\":\"dns\",\"port\":53}]}}",
+                                         &err),
+                     BD_OK);
+    assert_int_equal(bd_apiserver_create(as,
+                                         "{\"apiVersion\":\"bindy.firestoned.io/v1beta1\",\"kind\":\"Bind9Instance\","
+                                         "\"metadata\":{\"name\":\"primary-dns\",\"namespace\":\"dns-system\","
+                                         "\"labels\":{\"dns-role\":\"primary\"}},\"spec\":{\"replicas\":2}}",
+                                         &err),
+                     BD_OK);
+    double end = oph_now() + 15;
+    char *dep = NULL;
+    while (oph_now() < end && (dep = bd_apiserver_get(as, "apps", "deployments", "dns-system", "primary-dns")) == NULL)
+        usleep(100000);
+    if (dep == NULL)
+        dump_logs(h, 3);
+    assert_non_null(dep);
+    json_t *d = json_loads(dep, 0, NULL);
+    free(dep);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "spec"), "replicas")), 2);
+    json_t *owner = json_array_get(json_object_get(json_object_get(d, "metadata"), "ownerReferences"), 0);
+    assert_string_equal(json_string_value(json_object_get(owner, "kind")), "Bind9Instance");
+    json_decref(d);
+    char *cm = NULL;
+    while (oph_now() < end && (cm = bd_apiserver_get(as, "", "configmaps", "dns-system", "primary-dns-config")) == NULL)
+        usleep(100000);
+    assert_non_null(cm);
+    assert_non_null(strstr(cm, "10.96.0.53")); /* named pulls from the hidden primary */
+    free(cm);
+    sleep(2);
+    for (int i = 0; i < 3; i++)
+        if (i != lead)
+            assert_int_equal(writes_by(h, i, "/deployments", 0), 0);
+
+    /* handover: the new leader applies each object once, then nothing at rest */
+    oph_signal(h, lead, SIGTERM, true);
+    int next = oph_wait_holder(h, lead, 5);
+    assert_true(next >= 0);
+    sleep(3);
+    double rest = wall_now();
+    sleep(3);
+    int at_rest = writes_by(h, next, "/deployments", rest) + writes_by(h, next, "/configmaps", rest) +
+                  writes_by(h, next, "/status", rest);
+    fprintf(stderr, "writes at rest by the new leader over 3 s: %d\n", at_rest);
+    assert_int_equal(at_rest, 0);
     oph_free(h);
 }
 
@@ -407,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_graceful_failover),
         cmocka_unit_test(test_partition),
         cmocka_unit_test(test_serial_continuity),
+        cmocka_unit_test(test_workloads_follow_leader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
