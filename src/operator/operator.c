@@ -9,10 +9,12 @@
 #include "applier.h"
 #include "client.h"
 #include "fs.h"
+#include "hmap.h"
 #include "keys.h"
 #include "kube.h"
 #include "leader.h"
 #include "log.h"
+#include "reflector.h"
 #include "render.h"
 #include "obs.h"
 #include "server.h"
@@ -41,7 +43,9 @@ typedef struct op {
     k8s_client_t *kc;
     ksrc_t *src;
     kst_t *kst;
-    wla_t *wla;                        /* NULL until the shared keys are known */
+    wla_t *wla;
+    k8s_refl_t *deps;                  /* bindy's Deployments: ready replicas for statuses */
+    bd_hmap_t *ready;                  /* "ns/name" -> (intptr_t) readyReplicas + 1 */                        /* NULL until the shared keys are known */
     le_config_t lec;
     le_t *le;
     obs_t *obs;
@@ -165,6 +169,53 @@ static void set_leader_label(op_t *op, bool leader)
 {
     op->label_want = leader;
     send_label(op);
+}
+
+/* ---- ready replicas of every instance, from its Deployment ---------------------------- */
+
+/* Not journaled: a Deployment's readiness is an observation for statuses, not desired
+ * state, so it never reaches the projector. */
+static void ready_put(op_t *op, json_t *dep, bool gone)
+{
+    const json_t *meta = json_object_get(dep, "metadata");
+    const char *ns = json_string_value(json_object_get(meta, "namespace"));
+    const char *name = json_string_value(json_object_get(meta, "name"));
+    char key[600], inst[640];
+    if (ns == NULL || name == NULL)
+        return;
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    intptr_t want = gone ? 0 : json_integer_value(json_object_get(json_object_get(dep, "status"), "readyReplicas")) + 1;
+    if ((intptr_t)bd_hmap_get(op->ready, key) == want)
+        return;
+    if (want == 0)
+        bd_hmap_del(op->ready, key);
+    else if (bd_hmap_put(op->ready, key, (void *)want, NULL) != BD_OK)
+        return;
+    snprintf(inst, sizeof(inst), "Bind9Instance/%s", key);
+    kst_mark(op->kst, inst);
+    kst_flush(op->kst);
+}
+
+static void deps_item(void *arg, json_t *obj)
+{
+    ready_put(arg, obj, false);
+}
+
+static void deps_event(void *arg, const char *type, json_t *obj)
+{
+    ready_put(arg, obj, strcmp(type, "DELETED") == 0);
+}
+
+static void deps_nop(void *arg) {}
+static void deps_nop_rv(void *arg, const char *rv) {}
+
+static int32_t ready_replicas(void *arg, const char *ns, const char *name)
+{
+    op_t *op = arg;
+    char key[600];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    intptr_t v = (intptr_t)bd_hmap_get(op->ready, key);
+    return v > 0 ? (int32_t)(v - 1) : -1;
 }
 
 /* ---- the shared keys ------------------------------------------------------------------ */
@@ -478,6 +529,8 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     kso.fence = fence_ok;
     kso.fence_arg = &op;
     kso.instance = op.lec.identity;
+    kso.ready_replicas = ready_replicas;
+    kso.ready_replicas_arg = &op;
     if ((rc = kst_new(op.kc, op.p, &kso, &op.kst, err)) != BD_OK)
         goto out;
     if ((rc = bind_zonedb_new(&op.db, NULL)) != BD_OK) {
@@ -513,6 +566,15 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     ksrc_opts_t so;
     if ((rc = ksrc_opts_from_env(&so, err)) != BD_OK || (rc = ksrc_start(op.kc, op.j, &so, &op.src, err)) != BD_OK)
         goto out;
+    k8s_refl_opts_t dro = {.res = {"apps", "v1", "deployments", "Deployment", true},
+                           .label_selector = "app.kubernetes.io/managed-by=bindy"};
+    k8s_refl_hooks_t drh = {deps_nop, deps_item, deps_nop_rv, deps_event, deps_nop_rv, NULL};
+    if ((op.ready = bd_hmap_new()) == NULL) {
+        rc = bd_err_set(err, BD_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = k8s_refl_start(op.kc, &dro, &drh, &op, &op.deps, err)) != BD_OK)
+        goto out;
 
     ev_signal_start(op.loop, &op.sigint);
     ev_signal_start(op.loop, &op.sigterm);
@@ -529,6 +591,8 @@ out:
     k8s_call_cancel(op.label_call);
     k8s_call_cancel(op.keys_call);
     ksrc_stop(op.src);
+    k8s_refl_stop(op.deps);
+    bd_hmap_free(op.ready);
     kst_free(op.kst);
     wla_free(op.wla);
     k8s_client_free(op.kc);

@@ -400,7 +400,7 @@ static void test_workloads_follow_leader(void **state)
     assert_int_equal(bd_apiserver_create(as,
                                          "{\"apiVersion\":\"bindy.firestoned.io/v1beta1\",\"kind\":\"Bind9Instance\","
                                          "\"metadata\":{\"name\":\"primary-dns\",\"namespace\":\"dns-system\","
-                                         "\"labels\":{\"dns-role\":\"primary\"}},\"spec\":{\"replicas\":2}}",
+                                         "\"labels\":{\"dns-role\":\"primary\",\"region\":\"us-east\"}},\"spec\":{\"replicas\":2}}",
                                          &err),
                      BD_OK);
     double end = oph_now() + 15;
@@ -422,6 +422,34 @@ static void test_workloads_follow_leader(void **state)
     assert_non_null(cm);
     assert_non_null(strstr(cm, "10.96.0.53")); /* named pulls from the hidden primary */
     free(cm);
+    /* the Deployment's controller reports its pods ready (the double runs no controllers) */
+    assert_int_equal(oph_merge_patch(h, "/apis/apps/v1/namespaces/dns-system/deployments/primary-dns/status",
+                                     "{\"status\":{\"replicas\":2,\"readyReplicas\":2}}"),
+                     200);
+    /* what a user sees: kubectl get bind9instances -A -L region */
+    char cmd[512], out[2048] = "";
+    snprintf(cmd, sizeof(cmd),
+             "KUBECONFIG=%s/kubeconfig-%d /usr/lib/google-cloud-sdk/bin/kubectl.1.33 get bind9instances -A -L region "
+             "--no-headers 2>&1",
+             oph_dir(h), lead);
+    end = oph_now() + 15;
+    bool seen = false;
+    while (!seen && oph_now() < end) {
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        size_t got = fread(out, 1, sizeof(out) - 1, p);
+        out[got] = '\0';
+        pclose(p);
+        char ns[64], name[64], role[64], replicas[16], ready[16], age[32], region[64];
+        seen = sscanf(out, "%63s %63s %63s %15s %15s %31s %63s", ns, name, role, replicas, ready, age, region) == 7 &&
+               strcmp(name, "primary-dns") == 0 && strcmp(role, "primary") == 0 && strcmp(replicas, "2") == 0 &&
+               strcmp(ready, "2") == 0 && strcmp(region, "us-east") == 0;
+        if (!seen)
+            usleep(200000);
+    }
+    if (!seen)
+        fprintf(stderr, "kubectl get bind9instances -A -L region:\n%s\n", out);
+    assert_true(seen);
     sleep(2);
     for (int i = 0; i < 3; i++)
         if (i != lead)
