@@ -396,6 +396,24 @@ static void on_ip(void *arg, const k8s_resp_t *r)
         schedule(w, i->ip_due);
 }
 
+/* Read a Service (for its ClusterIP): one GET in flight at a time, under the per-object
+ * backoff; when it cannot be sent, try again after WLA_WAIT_MIN. */
+static void svc_read(wla_t *w, const char *ns, const char *name, k8s_done_cb cb, void *arg, k8s_call_t **call,
+                     double *due)
+{
+    char bk[WLA_KEY_MAX];
+    backoff_key(bk, "services", ns, name);
+    char *path = k8s_path(&SVC_RES, ns, name, NULL);
+    k8s_req_t req = {.method = K8S_GET, .path = path, .backoff_key = bk};
+    if (path != NULL && k8s_call(w->c, &req, cb, arg, call) == BD_OK) {
+        w->st.inflight++;
+        w->st.reads++;
+    } else {
+        *due = loop_now(w) + WLA_WAIT_MIN;
+    }
+    free(path);
+}
+
 /* Addresses instance i pulls from into up[] (borrowed); BD_OK, or BD_EBUSY when it has to
  * wait (a read was started or is due later: i->due says when to try again). */
 static int resolve(wla_inst_t *i, const proj_instance_t *pi, const char **up, size_t cap, size_t *nup,
@@ -411,19 +429,8 @@ static int resolve(wla_inst_t *i, const proj_instance_t *pi, const char **up, si
             *port = w->hp_port;
             return BD_OK;
         }
-        if (w->hp_call == NULL && w->hp_due <= now) {
-            char bk[WLA_KEY_MAX];
-            backoff_key(bk, "services", w->op_ns, w->hp_name);
-            char *path = k8s_path(&SVC_RES, w->op_ns, w->hp_name, NULL);
-            k8s_req_t req = {.method = K8S_GET, .path = path, .backoff_key = bk};
-            if (path != NULL && k8s_call(w->c, &req, on_hp, w, &w->hp_call) == BD_OK) {
-                w->st.inflight++;
-                w->st.reads++;
-            } else {
-                w->hp_due = now + WLA_WAIT_MIN;
-            }
-            free(path);
-        }
+        if (w->hp_call == NULL && w->hp_due <= now)
+            svc_read(w, w->op_ns, w->hp_name, on_hp, w, &w->hp_call, &w->hp_due);
         i->due = w->hp_call != NULL ? 0 : w->hp_due;
         return BD_EBUSY;
     }
@@ -439,19 +446,8 @@ static int resolve(wla_inst_t *i, const proj_instance_t *pi, const char **up, si
             continue;
         }
         wait = true;
-        if (ui->ip_call == NULL && ui->ip_due <= now) {
-            char bk[WLA_KEY_MAX];
-            backoff_key(bk, "services", ui->ns, ui->name);
-            char *path = k8s_path(&SVC_RES, ui->ns, ui->name, NULL);
-            k8s_req_t req = {.method = K8S_GET, .path = path, .backoff_key = bk};
-            if (path != NULL && k8s_call(w->c, &req, on_ip, ui, &ui->ip_call) == BD_OK) {
-                w->st.inflight++;
-                w->st.reads++;
-            } else {
-                ui->ip_due = now + WLA_WAIT_MIN;
-            }
-            free(path);
-        }
+        if (ui->ip_call == NULL && ui->ip_due <= now)
+            svc_read(w, ui->ns, ui->name, on_ip, ui, &ui->ip_call, &ui->ip_due);
         if (ui->ip_call == NULL && ui->ip_due > due)
             due = ui->ip_due;
     }
