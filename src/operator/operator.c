@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "applier.h"
+#include "apply.h"
 #include "client.h"
 #include "fs.h"
 #include "hmap.h"
@@ -14,12 +15,11 @@
 #include "kube.h"
 #include "leader.h"
 #include "log.h"
+#include "obs.h"
 #include "reflector.h"
 #include "render.h"
-#include "obs.h"
 #include "server.h"
 #include "status.h"
-#include "apply.h"
 
 /* The label the leader puts on its own pod; the hidden-primary Service selects it. */
 #define OP_LEADER_LABEL "bindy.firestoned.io/hidden-primary"
@@ -43,9 +43,9 @@ typedef struct op {
     k8s_client_t *kc;
     ksrc_t *src;
     kst_t *kst;
-    wla_t *wla;
+    wla_t *wla;                        /* NULL until the shared keys are known */
     k8s_refl_t *deps;                  /* bindy's Deployments: ready replicas for statuses */
-    bd_hmap_t *ready;                  /* "ns/name" -> (intptr_t) readyReplicas + 1 */                        /* NULL until the shared keys are known */
+    bd_hmap_t *ready;                  /* "ns/name" -> (intptr_t) readyReplicas + 1 */
     le_config_t lec;
     le_t *le;
     obs_t *obs;
@@ -545,6 +545,7 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     if ((rc = app_new(op.j, op.p, op.db, &hooks, &op, &op.app, err)) != BD_OK)
         goto out;
     size_t replayed = 0;
+    op.event_t0 = ev_time();
     if ((rc = app_catch_up(op.app, &replayed, err)) != BD_OK)
         goto out;
     if (replayed)

@@ -3,10 +3,13 @@
  *
  * Every replica runs the same pipeline, hot: the API server's list+watch (ksrc) appends
  * to the journal in STATE/journal, and each commit is fed through the projector into the
- * hidden primary's zone store (app_catch_up). Leader election (le_) decides which replica
- * acts: the leader serves transfers as the hidden primary and labels its own pod so the
- * hidden-primary Service selects it; standbys refuse transfers and clear that label from
- * their pod at start. Health and metrics are served by obs_ (/healthz, /readyz, /metrics).
+ * hidden primary's zone store (app_catch_up) and observed by the status writer (kst_).
+ * All replicas share one transfer key (Secret bindy-keys) before they take part in leader
+ * election (le_). The leader serves transfers as the hidden primary, labels its own pod so
+ * the hidden-primary Service selects it, writes statuses and Events (kst_) and applies
+ * every instance's workloads (wla_), each fenced by the lease before every batch;
+ * standbys refuse transfers and clear that label from their pod at start. Health and
+ * metrics are served by obs_ (/healthz, /readyz, /metrics).
  *
  * SIGTERM/SIGINT: finish what is in flight, release the lease, flush the journal, return.
  */
