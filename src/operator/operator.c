@@ -9,6 +9,7 @@
 #include "applier.h"
 #include "apply.h"
 #include "client.h"
+#include "finalizer.h"
 #include "fs.h"
 #include "hmap.h"
 #include "keys.h"
@@ -43,6 +44,7 @@ typedef struct op {
     k8s_client_t *kc;
     ksrc_t *src;
     kst_t *kst;
+    fin_t *fin;
     wla_t *wla;                        /* NULL until the shared keys are known */
     k8s_refl_t *deps;                  /* bindy's Deployments: ready replicas for statuses */
     bd_hmap_t *ready;                  /* "ns/name" -> (intptr_t) readyReplicas + 1 */
@@ -80,6 +82,8 @@ static void on_applied(void *arg, const jnl_event_t *ev, const proj_changes_t *c
     obs_counter_add(op->m_apply_hp, ch->nzones);
     if (kst_observe(op->kst, ev) != BD_OK || kst_mark_changes(op->kst, ev, ch) != BD_OK)
         bd_error("status: out of memory");
+    if (fin_observe(op->fin, ev) != BD_OK)
+        bd_error("finalizers: out of memory");
     for (size_t i = 0; op->wla && i < ch->instances.n; i++)
         if (wla_mark(op->wla, ch->instances.v[i]) != BD_OK)
             bd_error("workloads: cannot mark %s", ch->instances.v[i]);
@@ -117,12 +121,15 @@ static void on_commit(jnl_t *j, uint64_t committed, int status, void *arg)
         bind_server_set_serving(op->srv, false);
     }
     op->event_t0 = ev_time();
-    if (app_catch_up(op->app, &n, &err) != BD_OK) {
+    bool applied = app_catch_up(op->app, &n, &err) == BD_OK;
+    if (!applied) {
         obs_counter_inc(op->m_apply_hp_err);
         bd_error("apply: %s", err.msg);
     }
     obs_gauge_set(op->m[OBS_JOURNAL_LAST_SEQ], (double)committed);
     kst_flush(op->kst); /* writes only on the leader, only what differs */
+    /* a finalizer goes only once its object's deletion is in the hidden primary */
+    fin_flush(op->fin, applied ? proj_seq(op->p) : 0);
     wla_sync(op->wla, op->p);
     if (n > 0)
         bd_debug("applied %zu events (journal at seq %llu)", n, (unsigned long long)committed);
@@ -346,6 +353,7 @@ static void on_started_leading(void *arg)
      * instance's workloads once (after that, only what changes) */
     kst_mark_all(op->kst);
     kst_flush(op->kst);
+    fin_flush(op->fin, proj_seq(op->p)); /* add or release what the predecessor left */
     if (op->wla) {
         wla_mark_all(op->wla, op->p);
         wla_sync(op->wla, op->p);
@@ -533,6 +541,12 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     kso.ready_replicas_arg = &op;
     if ((rc = kst_new(op.kc, op.p, &kso, &op.kst, err)) != BD_OK)
         goto out;
+    fin_opts_t fo;
+    fin_opts_init(&fo);
+    fo.fence = fence_ok;
+    fo.fence_arg = &op;
+    if ((rc = fin_new(op.kc, &fo, &op.fin, err)) != BD_OK)
+        goto out;
     if ((rc = bind_zonedb_new(&op.db, NULL)) != BD_OK) {
         bd_err_set(err, rc, "zone store: %s", bd_strerror(rc));
         goto out;
@@ -595,6 +609,7 @@ out:
     k8s_refl_stop(op.deps);
     bd_hmap_free(op.ready);
     kst_free(op.kst);
+    fin_free(op.fin);
     wla_free(op.wla);
     k8s_client_free(op.kc);
     if (op.j) {

@@ -1199,12 +1199,18 @@ int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err)
         strcmp(ev->api_version, BD_API_VERSION) != 0 || ev->name == NULL)
         return BD_OK; /* markers and kinds that are not ours */
 
+    /* An object with metadata.deletionTimestamp is being deleted (a finalizer holds it):
+     * it leaves the desired state now, exactly as on DELETED, so the deletion reaches BIND
+     * before the finalizer is released; its later events (finalizer edits, DELETED)
+     * change nothing more. Decided from the journaled object alone. */
+    const json_t *dts = ev->object ? json_object_get(json_object_get(ev->object, "metadata"), "deletionTimestamp") : NULL;
+    bool gone = ev->type == JNL_DELETED || (dts != NULL && !json_is_null(dts));
     const char *ns = ev->ns && ev->ns[0] ? ev->ns : "default";
     char *key = xfmt(p, "%s/%s/%s", ev->kind, ns, ev->name);
     if (key == NULL)
         return bd_err_set(err, BD_ENOMEM, "projector: out of memory");
     obj_t *o = bd_hmap_get(p->objs, key);
-    if (ev->type == JNL_DELETED && o == NULL) {
+    if (gone && o == NULL) {
         free(key);
         return BD_OK;
     }
@@ -1225,7 +1231,7 @@ int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err)
     }
 
     res_t *fresh = NULL;
-    if (ev->type != JNL_DELETED) {
+    if (!gone) {
         json_t *copy = json_deep_copy(ev->object);
         char *why = copy ? first_invalid(p, copy) : xstrdup(p, "event without an object");
         bd_err_t rerr;
@@ -1247,7 +1253,7 @@ int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err)
         zone_detach(p, o); /* o->res is still the old version here */
     o->res = fresh;
     o->version++;
-    o->deleted = ev->type == JNL_DELETED;
+    o->deleted = gone;
     switch (kind) {
     case RES_DNSZONE:
         if (old_zone && (!fresh || strcmp(old_zone, fresh->u.zone.zone_name) != 0))

@@ -57,7 +57,9 @@ void proj_free(proj_t *p);
 /*
  * Apply one event (borrowed; the object gains a reference where kept). Events of kinds
  * that are not bindy's and markers are ignored. An object that fails validation keeps
- * its last valid version in the projection and gets Ready=False/InvalidSpec.
+ * its last valid version in the projection and gets Ready=False/InvalidSpec. An object
+ * with metadata.deletionTimestamp (held by a finalizer) leaves the projection as if
+ * DELETED; its later events change nothing.
  * Returns BD_OK, or BD_ENOMEM (the projector must then be rebuilt: it may be partial).
  */
 int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err);

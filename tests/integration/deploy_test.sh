@@ -218,8 +218,12 @@ checks = [
     has(["bindy.firestoned.io"], plurals, ["get", "list", "watch"]),
     has(["bindy.firestoned.io"], [p + "/status" for p in plurals], ["update", "patch"]),
     has(["bindy.firestoned.io"], [p + "/finalizers" for p in plurals], ["update", "patch"]),
-    not any(p in r["resources"] and set(r["verbs"]) - {"get", "list", "watch"}
-            for r in rules for p in plurals),  # never writes a spec
+    has(["bindy.firestoned.io"], [p for p in plurals if p not in ("bind9clusters", "bind9instances")],
+        ["patch"]),  # its finalizer on zones and records
+    not any(p in r["resources"] and set(r["verbs"]) - {"get", "list", "watch", "patch"}
+            for r in rules for p in plurals),  # never updates or deletes them
+    not any(p in r["resources"] and "patch" in r["verbs"]
+            for r in rules for p in ("bind9clusters", "bind9instances")),
     has(["apps"], ["deployments"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     has([""], ["services", "configmaps", "secrets"],
         ["get", "list", "watch", "create", "update", "patch", "delete"]),

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #include "named_harness.h"
 
 struct oph {
@@ -141,9 +143,52 @@ int oph_start(oph_t *h, int i, int duration_s, int renew_s, int retry_s, const c
     snprintf(d, sizeof(d), "%d", duration_s);
     snprintf(r, sizeof(r), "%d", renew_s);
     snprintf(t, sizeof(t), "%d", retry_s);
+    /* The environment is built here: between fork and exec the child of a threaded
+     * process may not allocate (another thread may hold the allocator's lock; seen as a
+     * replica that never started under ASan). */
+    char vars[10][320];
+    snprintf(vars[0], sizeof(vars[0]), "KUBECONFIG=%s", kc);
+    snprintf(vars[1], sizeof(vars[1]), "POD_NAME=%s", pod);
+    snprintf(vars[2], sizeof(vars[2]), "POD_NAMESPACE=dns-system");
+    snprintf(vars[3], sizeof(vars[3]), "LEASE_NAMESPACE=dns-system");
+    snprintf(vars[4], sizeof(vars[4]), "LEASE_DURATION_SECONDS=%s", d);
+    snprintf(vars[5], sizeof(vars[5]), "LEASE_RENEW_DEADLINE_SECONDS=%s", r);
+    snprintf(vars[6], sizeof(vars[6]), "LEASE_RETRY_PERIOD_SECONDS=%s", t);
+    snprintf(vars[7], sizeof(vars[7]), "BINDY_HEALTH_ADDR=%s", health);
+    snprintf(vars[8], sizeof(vars[8]), "BINDY_WATCH_NAMESPACES=dns-system");
+    size_t nenv = 0, nextra = 0;
+    while (environ[nenv])
+        nenv++;
+    while (env && env[nextra])
+        nextra++;
+    const char **envp = calloc(nenv + 9 + nextra + 1, sizeof(*envp));
+    if (envp == NULL)
+        return bd_err_set(err, BD_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t e = 0; e < nenv; e++) { /* ours override the test's own */
+        bool ours = false;
+        for (size_t v = 0; v < 9 && !ours; v++)
+            ours = strncmp(environ[e], vars[v], (size_t)(strchr(vars[v], '=') - vars[v]) + 1) == 0;
+        for (size_t v = 0; v < nextra && !ours; v++)
+            ours = strncmp(environ[e], env[v], (size_t)(strchr(env[v], '=') - env[v]) + 1) == 0;
+        if (!ours)
+            envp[k++] = environ[e];
+    }
+    for (size_t v = 0; v < 9; v++) { /* the caller's extras override ours */
+        bool overridden = false;
+        for (size_t x = 0; x < nextra && !overridden; x++)
+            overridden = strncmp(env[x], vars[v], (size_t)(strchr(vars[v], '=') - vars[v]) + 1) == 0;
+        if (!overridden)
+            envp[k++] = vars[v];
+    }
+    for (size_t v = 0; v < nextra; v++)
+        envp[k++] = env[v];
+    const char *argv[] = {h->bindy, "run", "--state-dir", state, "--address", "127.0.0.1", "--port", "0", NULL};
     pid_t pid = fork();
-    if (pid < 0)
+    if (pid < 0) {
+        free(envp);
         return bd_err_set(err, BD_EIO, "fork failed");
+    }
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -152,21 +197,10 @@ int oph_start(oph_t *h, int i, int duration_s, int renew_s, int retry_s, const c
             dup2(fd, 2);
             close(fd);
         }
-        setenv("KUBECONFIG", kc, 1);
-        setenv("POD_NAME", pod, 1);
-        setenv("POD_NAMESPACE", "dns-system", 1);
-        setenv("LEASE_NAMESPACE", "dns-system", 1);
-        setenv("LEASE_DURATION_SECONDS", d, 1);
-        setenv("LEASE_RENEW_DEADLINE_SECONDS", r, 1);
-        setenv("LEASE_RETRY_PERIOD_SECONDS", t, 1);
-        setenv("BINDY_HEALTH_ADDR", health, 1);
-        setenv("BINDY_WATCH_NAMESPACES", "dns-system", 1);
-        for (int k = 0; env && env[k]; k++)
-            putenv((char *)env[k]);
-        execl(h->bindy, h->bindy, "run", "--state-dir", state, "--address", "127.0.0.1", "--port", "0",
-              (char *)NULL);
+        execve(h->bindy, (char *const *)argv, (char *const *)envp);
         _exit(127);
     }
+    free(envp);
     h->pid[i] = pid;
     return BD_OK;
 }

@@ -482,6 +482,130 @@ static void test_determinism(void **state)
     proj_free(b);
 }
 
+/* The example object kind/name (new reference). */
+static json_t *example_obj(const char *kind, const char *name)
+{
+    json_t *objs = load_examples(), *o, *found = NULL;
+    size_t i;
+    json_array_foreach(objs, i, o) {
+        const json_t *meta = json_object_get(o, "metadata");
+        if (strcmp(json_string_value(json_object_get(o, "kind")), kind) == 0 &&
+            strcmp(json_string_value(json_object_get(meta, "name")), name) == 0)
+            found = json_deep_copy(o);
+    }
+    json_decref(objs);
+    assert_non_null(found);
+    return found;
+}
+
+static void mark_deleting(json_t *o, const char *finalizer)
+{
+    json_t *meta = json_object_get(o, "metadata");
+    json_object_set_new(meta, "deletionTimestamp", json_string("2024-05-01T10:00:00Z"));
+    json_object_set_new(meta, "finalizers", finalizer ? json_pack("[s]", finalizer) : json_array());
+}
+
+static void drain(proj_t *p)
+{
+    proj_changes_t ch;
+    assert_int_equal(proj_take_changes(p, &ch), BD_OK);
+    proj_changes_deinit(&ch);
+}
+
+/* An object being deleted (deletionTimestamp set, a finalizer holding it) leaves the desired
+ * state as on DELETED, with the same serials and diffs; later events for it (the finalizer
+ * removed, DELETED) change nothing more; its status is not an error. */
+static void test_deletion_timestamp(void **state)
+{
+    /* reference: a plain DELETED of the record */
+    proj_t *ref = examples_projector();
+    drain(ref);
+    json_t *rec = example_obj("ARecord", "www-example-com");
+    apply(ref, JNL_DELETED, rec);
+    char dref[65];
+    assert_int_equal(proj_digest(ref, dref), BD_OK);
+    uint32_t sref = proj_zone_serial(proj_zone_get(ref, "example.com"));
+    proj_changes_t cref;
+    assert_int_equal(proj_take_changes(ref, &cref), BD_OK);
+
+    proj_t *p = examples_projector();
+    drain(p);
+    uint32_t s0 = proj_zone_serial(proj_zone_get(p, "example.com"));
+    assert_rr(p, "example.com", "www.example.com. 300 IN A 192.0.2.10");
+    json_t *dying = json_deep_copy(rec);
+    mark_deleting(dying, "bindy.firestoned.io/finalizer");
+    apply(p, JNL_MODIFIED, dying);
+    assert_false(has_rr(p, "example.com", "www.example.com. 300 IN A 192.0.2.10"));
+    assert_int_equal(proj_zone_serial(proj_zone_get(p, "example.com")), s0 + 1);
+    assert_int_equal(proj_zone_serial(proj_zone_get(p, "example.com")), sref);
+    char dp[65];
+    assert_int_equal(proj_digest(p, dp), BD_OK);
+    assert_string_equal(dp, dref);
+    proj_changes_t ch;
+    assert_int_equal(proj_take_changes(p, &ch), BD_OK);
+    assert_int_equal(ch.nzones, cref.nzones);
+    for (size_t i = 0; i < ch.nzones; i++) {
+        assert_string_equal(ch.zones[i].zone, cref.zones[i].zone);
+        assert_int_equal(ch.zones[i].serial, cref.zones[i].serial);
+        assert_int_equal(ch.zones[i].removed.n, cref.zones[i].removed.n);
+        assert_int_equal(ch.zones[i].added.n, cref.zones[i].added.n);
+        for (size_t k = 0; k < ch.zones[i].removed.n; k++)
+            assert_string_equal(ch.zones[i].removed.v[k], cref.zones[i].removed.v[k]);
+    }
+    assert_true(ch.nzones >= 1);
+    proj_changes_deinit(&ch);
+    proj_changes_deinit(&cref);
+    /* not reported as an error: the object is no longer part of the desired state */
+    proj_status_t st;
+    proj_status(p, "ARecord", "dns-system", "www-example-com", &st);
+    assert_false(st.known);
+    assert_null(proj_resource(p, "ARecord", "dns-system", "www-example-com"));
+
+    /* the finalizer released (MODIFIED, still deleting), then DELETED: nothing more */
+    json_object_set_new(json_object_get(dying, "metadata"), "finalizers", json_array());
+    apply(p, JNL_MODIFIED, dying);
+    apply(p, JNL_DELETED, dying);
+    assert_int_equal(proj_zone_serial(proj_zone_get(p, "example.com")), s0 + 1);
+    assert_int_equal(proj_digest(p, dp), BD_OK);
+    assert_string_equal(dp, dref);
+    assert_int_equal(proj_take_changes(p, &ch), BD_OK);
+    assert_int_equal(ch.nzones, 0);
+    assert_int_equal(ch.statuses.n, 0);
+    proj_changes_deinit(&ch);
+    proj_status(p, "ARecord", "dns-system", "www-example-com", &st);
+    assert_false(st.known);
+
+    /* a DNSZone being deleted: its zone leaves the projection; DELETED then changes nothing */
+    json_t *zone = example_zone();
+    mark_deleting(zone, "bindy.firestoned.io/finalizer");
+    apply(p, JNL_MODIFIED, zone);
+    assert_null(proj_zone_get(p, "example.com"));
+    assert_int_equal(proj_take_changes(p, &ch), BD_OK);
+    bool deleted = false;
+    for (size_t i = 0; i < ch.nzones; i++)
+        deleted |= strcmp(ch.zones[i].zone, "example.com") == 0 && ch.zones[i].deleted;
+    assert_true(deleted);
+    proj_changes_deinit(&ch);
+    proj_status(p, "DNSZone", "dns-system", "example-com", &st);
+    assert_false(st.known);
+    assert_int_equal(proj_digest(p, dp), BD_OK);
+    apply(p, JNL_DELETED, zone);
+    char dq[65];
+    assert_int_equal(proj_digest(p, dq), BD_OK);
+    assert_string_equal(dp, dq);
+    assert_int_equal(proj_take_changes(p, &ch), BD_OK);
+    assert_int_equal(ch.nzones, 0);
+    assert_int_equal(ch.statuses.n, 0);
+    proj_changes_deinit(&ch);
+    assert_null(proj_zone_get(p, "example.com"));
+
+    json_decref(zone);
+    json_decref(dying);
+    json_decref(rec);
+    proj_free(p);
+    proj_free(ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_published_serial),
         cmocka_unit_test(test_conflicts_and_bad_input),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_deletion_timestamp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
