@@ -28,7 +28,8 @@ static void usage(FILE *out)
             "  --port N          hidden primary's DNS port in a cluster (default 5353; 0: any)\n"
             "  --context NAME    kubeconfig context (default: the current context)\n\n"
             "Environment: KUBECONFIG, BINDY_WATCH_NAMESPACES (comma-separated; default all),\n"
-            "BINDY_KUBE_QPS, BINDY_KUBE_BURST, BINDY_LOG_LEVEL, and leader election:\n"
+            "BINDY_KUBE_QPS, BINDY_KUBE_BURST, BINDY_LOG_LEVEL, BINDY_HEALTH_ADDR (health and\n"
+            "metrics, default 0.0.0.0:8080), and leader election:\n"
             "ENABLE_LEADER_ELECTION, LEASE_NAME, LEASE_NAMESPACE, LEASE_DURATION_SECONDS,\n"
             "LEASE_RENEW_DEADLINE_SECONDS, LEASE_RETRY_PERIOD_SECONDS, POD_NAME.\n"
             "SIGINT or SIGTERM stops cleanly (a leader releases its lease first).\n");
