@@ -783,6 +783,9 @@ static void step(wla_inst_t *i)
         .xfr_algorithm = w->xfr_alg,
         .xfr_secret_b64 = w->xfr_b64,
         .rndc_secret_b64 = i->rndc_b64,
+        /* bindy does not yet verify pods' serials and set the gate (EndpointSlice
+         * discovery is still to come): until it does, no gate, or no pod would be Ready */
+        .no_readiness_gate = true,
     };
     wl_objects_t objs;
     bd_err_t err;

@@ -395,6 +395,8 @@ static json_t *render_deployment(const ctx_t *c, const res_t *cluster, const cha
         json_decref(container);
         container = NULL;
     }
+    if (pod && c->o->no_readiness_gate)
+        json_object_del(pod, "readinessGates");
     if (pod && in->node_selector)
         put(pod, "nodeSelector", copy(in->node_selector), &rc);
     if (pod && in->tolerations)

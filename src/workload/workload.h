@@ -70,6 +70,9 @@ typedef struct {
      * is the instance's spec.rndcKey.algorithm. Borrowed; never logged. */
     const char *xfr_algorithm, *xfr_secret_b64;
     const char *rndc_secret_b64;
+    /* Leave the readiness gate out of the pod template: a gate that nothing sets would keep
+     * every pod out of its Service forever. */
+    bool no_readiness_gate;
 } wl_opts_t;
 
 /* The rendered objects; obj[WL_PVC] and obj[WL_PDB] may be NULL. Owned. */

@@ -495,6 +495,17 @@ static void test_pod_spec(void **state)
     r = instance("dns", "", "replicas: 1");
     render_ok(r, NULL, &o);
     pod = at(o.obj[WL_DEPLOYMENT], "spec.template.spec");
+    {
+        /* without the gate's setter, the gate is left out (no pod would ever be Ready) */
+        wl_opts_t nog = fixed_opts(r);
+        nog.no_readiness_gate = true;
+        wl_objects_t o2;
+        bd_err_t err;
+        assert_int_equal(wl_render(r, NULL, &nog, &o2, &err), BD_OK);
+        assert_null(at(o2.obj[WL_DEPLOYMENT], "spec.template.spec.readinessGates"));
+        assert_non_null(at(o2.obj[WL_DEPLOYMENT], "spec.template.spec.containers"));
+        wl_objects_deinit(&o2);
+    }
     assert_null(json_object_get(pod, "nodeSelector"));
     assert_null(json_object_get(pod, "tolerations"));
     assert_null(at(pod, "containers[0].resources"));
