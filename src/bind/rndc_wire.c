@@ -255,6 +255,21 @@ void bind_rndc__w_deinit(bind_rndc__wbuf_t *w)
 
 static int validate_value(uint8_t type, const uint8_t *p, size_t len, unsigned depth);
 
+/* One value at p + *off (type byte, 32-bit length, data) of a table or list body; moves
+ * *off past it. 0 or BD_EPROTO. */
+static int validate_entry(const uint8_t *p, size_t len, size_t *off, unsigned depth)
+{
+    if (len - *off < 5)
+        return BD_EPROTO;
+    uint8_t type = p[*off];
+    size_t vlen = get32(p + *off + 1);
+    *off += 5;
+    if (len - *off < vlen || validate_value(type, p + *off, vlen, depth) != 0)
+        return BD_EPROTO;
+    *off += vlen;
+    return 0;
+}
+
 /* Walk the entries of a table body; 0 or BD_EPROTO. */
 static int validate_table(const uint8_t *p, size_t len, unsigned depth)
 {
@@ -267,16 +282,8 @@ static int validate_table(const uint8_t *p, size_t len, unsigned depth)
         if (len - off < klen)
             return BD_EPROTO;
         off += klen;
-        if (len - off < 5)
+        if (validate_entry(p, len, &off, depth) != 0)
             return BD_EPROTO;
-        uint8_t type = p[off];
-        size_t vlen = get32(p + off + 1);
-        off += 5;
-        if (len - off < vlen)
-            return BD_EPROTO;
-        if (validate_value(type, p + off, vlen, depth) != 0)
-            return BD_EPROTO;
-        off += vlen;
     }
     return 0;
 }
@@ -287,18 +294,9 @@ static int validate_list(const uint8_t *p, size_t len, unsigned depth)
 
     if (depth > BIND_RNDC__MAX_DEPTH)
         return BD_EPROTO;
-    while (off < len) {
-        if (len - off < 5)
+    while (off < len)
+        if (validate_entry(p, len, &off, depth) != 0)
             return BD_EPROTO;
-        uint8_t type = p[off];
-        size_t vlen = get32(p + off + 1);
-        off += 5;
-        if (len - off < vlen)
-            return BD_EPROTO;
-        if (validate_value(type, p + off, vlen, depth) != 0)
-            return BD_EPROTO;
-        off += vlen;
-    }
     return 0;
 }
 

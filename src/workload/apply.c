@@ -172,28 +172,25 @@ static void schedule(wla_t *w, double at)
 
 /* ---- instances ------------------------------------------------------------------------- */
 
+/* Cancel *call if one is in flight (no callback) and stop counting it. */
+static void call_drop(wla_t *w, k8s_call_t **call)
+{
+    if (*call == NULL)
+        return;
+    k8s_call_cancel(*call);
+    *call = NULL;
+    w->st.inflight--;
+}
+
 static void inst_cancel(wla_inst_t *i)
 {
-    wla_t *w = i->w;
     for (int k = 0; k < WL_OBJ_COUNT; k++) {
-        if (i->slot[k].call != NULL) {
-            k8s_call_cancel(i->slot[k].call);
-            i->slot[k].call = NULL;
-            w->st.inflight--;
-        }
+        call_drop(i->w, &i->slot[k].call);
         i->slot[k].op = OP_NONE;
     }
     i->pending = 0;
-    if (i->secret_call != NULL) {
-        k8s_call_cancel(i->secret_call);
-        i->secret_call = NULL;
-        w->st.inflight--;
-    }
-    if (i->ip_call != NULL) {
-        k8s_call_cancel(i->ip_call);
-        i->ip_call = NULL;
-        w->st.inflight--;
-    }
+    call_drop(i->w, &i->secret_call);
+    call_drop(i->w, &i->ip_call);
 }
 
 static void inst_free(wla_inst_t *i)
@@ -677,18 +674,8 @@ static int start_delete_call(wla_slot_t *s, const json_t *body)
 static void step_delete(wla_inst_t *i)
 {
     wla_t *w = i->w;
-    if (i->secret_call != NULL || i->ip_call != NULL) {
-        if (i->secret_call != NULL) {
-            k8s_call_cancel(i->secret_call);
-            i->secret_call = NULL;
-            w->st.inflight--;
-        }
-        if (i->ip_call != NULL) {
-            k8s_call_cancel(i->ip_call);
-            i->ip_call = NULL;
-            w->st.inflight--;
-        }
-    }
+    call_drop(w, &i->secret_call);
+    call_drop(w, &i->ip_call);
     wipe_free(i->rndc_b64);
     i->rndc_b64 = NULL;
     free(i->svc_ip);
@@ -1016,11 +1003,7 @@ void wla_reset(wla_t *w)
 {
     if (w == NULL)
         return;
-    if (w->hp_call != NULL) {
-        k8s_call_cancel(w->hp_call);
-        w->hp_call = NULL;
-        w->st.inflight--;
-    }
+    call_drop(w, &w->hp_call);
     free(w->hp_ip);
     w->hp_ip = NULL;
     w->hp_due = w->hp_wait = 0;
