@@ -24,31 +24,21 @@ typedef struct counts {
     int writes, reads, lease;
 } counts_t;
 
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Requests by op-0 answered at or after wall time `after` (watches excluded). */
 static counts_t count(oph_t *h, double after)
 {
     counts_t c = {0};
-    bd_apiserver_t *as = oph_apiserver(h);
-    size_t n = bd_apiserver_log_count(as);
+    bd_apiserver_req_t *r;
+    size_t n = oph_requests(h, 0, after, &r);
     for (size_t k = 0; k < n; k++) {
-        bd_apiserver_req_t r;
-        if (bd_apiserver_log_get(as, k, &r) != BD_OK || r.time < after || strstr(r.user_agent, "(op-0)") == NULL ||
-            strcmp(r.verb, "watch") == 0)
-            continue;
-        if (strstr(r.path, "/leases"))
+        if (strstr(r[k].path, "/leases"))
             c.lease++;
-        else if (strcmp(r.method, "GET") == 0)
+        else if (strcmp(r[k].method, "GET") == 0)
             c.reads++;
         else
             c.writes++;
     }
+    free(r);
     return c;
 }
 
@@ -57,7 +47,7 @@ static bool settle(oph_t *h, double quiet, double timeout)
 {
     double end = oph_now() + timeout;
     while (oph_now() < end) {
-        counts_t c = count(h, wall_now() - quiet);
+        counts_t c = count(h, oph_wall_now() - quiet);
         if (c.writes == 0 && c.reads == 0)
             return true;
         usleep(200000);
@@ -125,7 +115,7 @@ int main(int argc, char **argv)
     printf("BENCH api_setup_writes_%d_records %d writes\n", n, setup.writes);
 
     /* one spec change per record */
-    double t0 = wall_now();
+    double t0 = oph_wall_now();
     for (int i = 0; i < n; i++) {
         char path[160], json[128];
         snprintf(path, sizeof(path), "/apis/bindy.firestoned.io/v1beta1/namespaces/dns-system/arecords/www-%d", i);
@@ -142,7 +132,7 @@ int main(int argc, char **argv)
     printf("BENCH api_reads_per_record_change %.3f reads/change\n", (double)ch.reads / n);
 
     /* at rest */
-    double t1 = wall_now();
+    double t1 = oph_wall_now();
     sleep(60);
     counts_t rest = count(h, t1);
     printf("BENCH api_writes_at_rest_60s %d writes\n", rest.writes);

@@ -58,16 +58,18 @@ static void create_records(bd_apiserver_t *s, const char *ns, const char *prefix
 
 static pid_t start_bindy(const char *bindy, const char *state, const char *kubeconfig, const char *ns)
 {
+    /* set here, not in the child: a child of this threaded process must not allocate
+     * before exec (another thread may hold the allocator's lock) */
+    setenv("KUBECONFIG", kubeconfig, 1);
+    setenv("ENABLE_LEADER_ELECTION", "false", 1);
+    setenv("BINDY_WATCH_NAMESPACES", ns, 1);
+    setenv("BINDY_HEALTH_ADDR", "127.0.0.1:0", 1);
+    setenv("BINDY_LOG_LEVEL", "error", 1);
+    setenv("POD_NAME", "bench-operator", 1);
     pid_t pid = fork();
     if (pid < 0)
         die("fork", NULL);
     if (pid == 0) {
-        setenv("KUBECONFIG", kubeconfig, 1);
-        setenv("ENABLE_LEADER_ELECTION", "false", 1);
-        setenv("BINDY_WATCH_NAMESPACES", ns, 1);
-        setenv("BINDY_HEALTH_ADDR", "127.0.0.1:0", 1);
-        setenv("BINDY_LOG_LEVEL", "error", 1);
-        setenv("POD_NAME", "bench-operator", 1);
         execl(bindy, bindy, "run", "--state-dir", state, "--address", "127.0.0.1", "--port", "0", (char *)NULL);
         _exit(127);
     }

@@ -34,6 +34,27 @@ double oph_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double oph_wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+size_t oph_requests(oph_t *h, int i, double after, bd_apiserver_req_t **out)
+{
+    char ua[32];
+    snprintf(ua, sizeof(ua), "(op-%d)", i);
+    size_t n = bd_apiserver_log_count(h->as), got = 0;
+    bd_apiserver_req_t *v = n ? calloc(n, sizeof(*v)) : NULL;
+    for (size_t k = 0; v != NULL && k < n; k++)
+        if (bd_apiserver_log_get(h->as, k, &v[got]) == BD_OK && v[got].time >= after &&
+            strstr(v[got].user_agent, ua) != NULL && strcmp(v[got].verb, "watch") != 0)
+            got++;
+    *out = v;
+    return got;
+}
+
 int oph_new(const char *bindy, int n, oph_t **out, bd_err_t *err)
 {
     oph_t *h = calloc(1, sizeof(*h));

@@ -59,7 +59,12 @@ bool oph_pod_labelled(oph_t *h, int i);
 /* Wall-clock time (s since the epoch) of the first line of replica i's log containing
  * text, or NAN. */
 double oph_log_time(oph_t *h, int i, const char *text);
-/* Monotonic seconds. */
+/* Monotonic seconds; wall-clock seconds since the epoch (the double's log times). */
 double oph_now(void);
+double oph_wall_now(void);
+/* The double's request-log entries of replica i (by its user agent "(op-I)") answered at or
+ * after wall time `after`, watches excluded, oldest first. *out is malloc'd (free it; NULL
+ * when none); returns how many. */
+size_t oph_requests(oph_t *h, int i, double after, bd_apiserver_req_t **out);
 
 #endif

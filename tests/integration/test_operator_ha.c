@@ -201,19 +201,15 @@ static void test_graceful_failover(void **state)
  * double's request log; NAN when none. */
 static double first_lease_write(oph_t *h, int i, double after)
 {
-    char ua[32];
-    snprintf(ua, sizeof(ua), "(op-%d)", i);
-    bd_apiserver_t *as = oph_apiserver(h);
-    size_t n = bd_apiserver_log_count(as);
-    for (size_t k = 0; k < n; k++) {
-        bd_apiserver_req_t r;
-        if (bd_apiserver_log_get(as, k, &r) != BD_OK || r.time < after)
-            continue;
-        if (strstr(r.user_agent, ua) && strstr(r.path, "/leases") && (r.status == 200 || r.status == 201) &&
-            (strcmp(r.verb, "update") == 0 || strcmp(r.verb, "create") == 0 || strcmp(r.verb, "patch") == 0))
-            return r.time;
-    }
-    return NAN;
+    bd_apiserver_req_t *r;
+    size_t n = oph_requests(h, i, after, &r);
+    double t = NAN;
+    for (size_t k = 0; k < n && isnan(t); k++)
+        if (strstr(r[k].path, "/leases") && (r[k].status == 200 || r[k].status == 201) &&
+            (strcmp(r[k].verb, "update") == 0 || strcmp(r[k].verb, "create") == 0 || strcmp(r[k].verb, "patch") == 0))
+            t = r[k].time;
+    free(r);
+    return t;
 }
 
 /* Cut the leader off the API server: it stops leading (log, metric) before another
@@ -224,9 +220,7 @@ static void test_partition(void **state)
     int lead = oph_wait_holder(h, -1, 30);
     assert_true(lead >= 0);
     sleep(1);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double cut = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    double cut = oph_wall_now();
     bd_proxy_set_mode(oph_proxy(h, lead), BD_PROXY_BLACKHOLE);
     int next = oph_wait_holder(h, lead, DUR + RENEW + 10);
     if (next < 0)
@@ -243,8 +237,7 @@ static void test_partition(void **state)
     /* the deposed leader reports it is not leading while still cut off */
     assert_true(oph_metric(h, lead, "bindy_leader") == 0);
     /* heal: the old leader observes the new holder and never writes the Lease */
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double healed = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    double healed = oph_wall_now();
     bd_proxy_set_mode(oph_proxy(h, lead), BD_PROXY_PASS);
     sleep(DUR + 1);
     assert_true(isnan(first_lease_write(h, lead, healed)));
@@ -360,26 +353,13 @@ static void test_serial_continuity(void **state)
  * after wall time `after`. */
 static int writes_by(oph_t *h, int i, const char *what, double after)
 {
-    char ua[32];
-    snprintf(ua, sizeof(ua), "(op-%d)", i);
-    bd_apiserver_t *as = oph_apiserver(h);
-    size_t n = bd_apiserver_log_count(as);
+    bd_apiserver_req_t *r;
+    size_t n = oph_requests(h, i, after, &r);
     int count = 0;
-    for (size_t k = 0; k < n; k++) {
-        bd_apiserver_req_t r;
-        if (bd_apiserver_log_get(as, k, &r) != BD_OK || r.time < after || strstr(r.user_agent, ua) == NULL)
-            continue;
-        if (strstr(r.path, what) && r.status >= 200 && r.status < 300 && strcmp(r.method, "GET") != 0)
-            count++;
-    }
+    for (size_t k = 0; k < n; k++)
+        count += strstr(r[k].path, what) && r[k].status >= 200 && r[k].status < 300 && strcmp(r[k].method, "GET") != 0;
+    free(r);
     return count;
-}
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* The leader applies every Bind9Instance's workloads; standbys never write them; a new
@@ -460,7 +440,7 @@ static void test_workloads_follow_leader(void **state)
     int next = oph_wait_holder(h, lead, 5);
     assert_true(next >= 0);
     sleep(3);
-    double rest = wall_now();
+    double rest = oph_wall_now();
     sleep(3);
     int at_rest = writes_by(h, next, "/deployments", rest) + writes_by(h, next, "/configmaps", rest) +
                   writes_by(h, next, "/status", rest);
