@@ -734,6 +734,16 @@ static int filter_opt(filter_t *f, int opt, const char *arg)
  * the rest. Returns EXIT_OK, EXIT_ERR, or -1 after --help was printed. */
 typedef int (*optfn_t)(void *arg, int opt, const char *val);
 
+/* For commands that take no positional argument: an extra one is a usage error. */
+static int no_args_left(const char *cmd, int argc, char **argv)
+{
+    if (optind < argc) {
+        errf("%s: unexpected argument \"%s\"", cmd, argv[optind]);
+        return EXIT_ERR;
+    }
+    return 0;
+}
+
 static int parse_opts(ctx_t *c, const cmd_t *cmd, int argc, char **argv, const char *shortopts,
                       const struct option *longopts, filter_t *f, optfn_t fn, void *arg)
 {
@@ -828,10 +838,8 @@ static int cmd_ls(ctx_t *c, int argc, char **argv)
     int rc = parse_opts(c, find_cmd("ls"), argc, argv, "ho:j:n:", longopts, &f, ls_opt, &lo);
     if (rc != 0)
         return rc < 0 ? EXIT_OK : rc;
-    if (optind < argc) {
-        errf("ls: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_ERR;
-    }
+    if ((rc = no_args_left("ls", argc, argv)) != 0)
+        return rc;
     if ((rc = open_journal(c)) != 0)
         return rc;
     uint64_t start;
@@ -1015,10 +1023,8 @@ static int cmd_tail(ctx_t *c, int argc, char **argv)
     int rc = parse_opts(c, find_cmd("tail"), argc, argv, "ho:j:fn:", longopts, &f, tail_opt, &to);
     if (rc != 0)
         return rc < 0 ? EXIT_OK : rc;
-    if (optind < argc) {
-        errf("tail: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_ERR;
-    }
+    if ((rc = no_args_left("tail", argc, argv)) != 0)
+        return rc;
     if (c->out == OUT_YAML)
         c->out = OUT_JSON;
     if ((rc = open_journal(c)) != 0)
@@ -1451,10 +1457,8 @@ static int cmd_stats(ctx_t *c, int argc, char **argv)
     int rc = parse_opts(c, find_cmd("stats"), argc, argv, "ho:j:", longopts, NULL, NULL, NULL);
     if (rc != 0)
         return rc < 0 ? EXIT_OK : rc;
-    if (optind < argc) {
-        errf("stats: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_ERR;
-    }
+    if ((rc = no_args_left("stats", argc, argv)) != 0)
+        return rc;
     if ((rc = open_journal(c)) != 0)
         return rc;
     bd_err_t err;
@@ -1618,10 +1622,8 @@ static int cmd_verify(ctx_t *c, int argc, char **argv)
     int rc = parse_opts(c, find_cmd("verify"), argc, argv, "ho:j:", longopts, NULL, NULL, NULL);
     if (rc != 0)
         return rc < 0 ? EXIT_OK : rc;
-    if (optind < argc) {
-        errf("verify: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_ERR;
-    }
+    if ((rc = no_args_left("verify", argc, argv)) != 0)
+        return rc;
     if ((rc = open_journal(c)) != 0)
         return rc;
     jnl_verify_report_t rep;
@@ -1689,10 +1691,8 @@ static int cmd_export(ctx_t *c, int argc, char **argv)
     int rc = parse_opts(c, find_cmd("export"), argc, argv, "ho:j:n:", longopts, &f, export_opt, &eo);
     if (rc != 0)
         return rc < 0 ? EXIT_OK : rc;
-    if (optind < argc) {
-        errf("export: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_ERR;
-    }
+    if ((rc = no_args_left("export", argc, argv)) != 0)
+        return rc;
     point_t p = {.is_seq = true, .seq = JNL_SEQ_LAST};
     if (eo.at != NULL && !parse_point(eo.at, &p)) {
         errf("export: bad --at \"%s\" (a seq, an RFC 3339 time, or 10m/2h/1d ago)", eo.at);
