@@ -8,6 +8,7 @@
  *   read.c        get, bounds, time lookups, iterators, history
  *   state.c       folding, checkpoints, retention
  *   verify.c      chain verification
+ *   snapshot.c    consumers' snapshots (opaque blobs bound to a seq's hash)
  */
 #ifndef BD_JNL_INT_H
 #define BD_JNL_INT_H

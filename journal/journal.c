@@ -255,6 +255,10 @@ static int looks_like_lmdb(const char *path)
         return -errno;
     ssize_t n = read(fd, buf, sizeof(buf));
     close(fd);
+    /* LMDB creates data.mdb empty and writes both meta pages in one pwrite: an empty file
+     * is a creation that was interrupted (a kill), not a foreign file. */
+    if (n == 0)
+        return -ENOENT;
     if (n < (ssize_t)sizeof(buf))
         return 0;
     /* Page header (16 bytes: pgno, pad, flags, lower, upper), then mm_magic. */
@@ -383,8 +387,10 @@ static int setup_rdwr(jnl_t *j, bool create, bd_err_t *err)
             goto cleanup;
         }
         if (!create) {
-            ret = bd_err_set(err, BD_EFOREIGN,
-                             "journal %s: not a bindy journal (empty LMDB environment)", j->path);
+            /* initialised in one transaction: an empty environment is a creation that
+             * was interrupted before it, i.e. no journal yet */
+            ret = bd_err_set(err, BD_ENOTFOUND,
+                             "journal %s: no journal yet (an empty LMDB environment)", j->path);
             goto cleanup;
         }
         if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &j->db_meta)) != 0) {
@@ -472,8 +478,8 @@ int jnl_open(const char *dir, const jnl_opts_t *opts, jnl_t **out, bd_err_t *err
         return bd_err_set(err, BD_EINVAL, "journal %s: path too long", dir);
     rc = looks_like_lmdb(data);
     if (rc == -ENOENT && !create)
-        return bd_err_set(err, BD_ENOTFOUND, "journal %s: no journal in this directory (no data.mdb)",
-                          dir);
+        return bd_err_set(err, BD_ENOTFOUND,
+                          "journal %s: no journal in this directory (no data.mdb, or an empty one)", dir);
     if (rc < 0 && rc != -ENOENT)
         return bd_err_set(err, BD_EIO, "journal %s: cannot read data.mdb: %s", dir, strerror(-rc));
     if (rc == 0)

@@ -9,7 +9,8 @@
  *
  * A journal is a directory holding an LMDB environment (data.mdb, lock.mdb) with these
  * databases: "events" (seq -> record), "time" (time, seq -> ""), "object" (kind, namespace,
- * name, apiVersion, seq -> ""), "meta" (format, id, head, resume points, watermarks) and
+ * name, apiVersion, seq -> ""), "meta" (format, id, head, resume points, watermarks,
+ * snapshots) and
  * "checkpoints" (seq -> all live resources at that seq).
  *
  * Threads. A writable journal owns two threads. jnl_append() encodes the event, assigns
@@ -156,7 +157,8 @@ void jnl_opts_init(jnl_opts_t *opts);
  * Open a journal once per process (an LMDB rule) and from one writing process at a time;
  * any number of processes may open it read-only meanwhile.
  * Returns 0 and a new handle in *out, or:
- *   BD_ENOTFOUND  dir, or the journal in it, does not exist (and JNL_OPEN_CREATE not set)
+ *   BD_ENOTFOUND  dir, or the journal in it, does not exist, or its creation was killed before
+ *                 it completed (JNL_OPEN_CREATE not set; with it, the journal is created)
  *   BD_EFOREIGN   dir holds something that is not a bindy journal (or is not a directory)
  *   BD_EVERSION   the journal has another format version
  *   BD_EIO        permission, lock or file system problem (err says which)
@@ -335,6 +337,42 @@ int jnl_retain(jnl_t *j, const jnl_retention_t *pol, uint64_t *ckpt_seq, bd_err_
  * out-pointer may be NULL). */
 int jnl_checkpoint_latest(jnl_t *j, uint64_t *seq, uint64_t *time_ns,
                           uint8_t anchor[JNL_HASH_LEN], bd_err_t *err);
+
+/* ---- Snapshots (a consumer's own state at a seq) ------------------------------------------ */
+
+/* The snapshot the applier keeps of the projector's state (src/applier). */
+#define JNL_SNAPSHOT_PROJECTOR "projector"
+
+/*
+ * Store buf (len bytes, opaque to the journal; copied) as snapshot `name` (an ASCII key of
+ * up to 400 bytes) taken at seq, replacing the previous one of that name. The value also
+ * holds the chain hash of event seq (read in the same transaction) and a SHA-256 of
+ * itself, so jnl_snapshot_get can refuse a snapshot that is altered or belongs to another
+ * journal. Snapshots live in meta; pruning keeps them. Works on a writable journal while
+ * the writer runs (its own write transaction; it waits for the writer's commit in
+ * progress). Blocks (an fsync in the durable mode): call it off the loop.
+ * Returns 0, BD_ENOTFOUND (event seq is neither stored nor a checkpoint), BD_EFULL (no
+ * room below the append ceiling), BD_ETOOBIG (over 1 GiB), BD_EINVAL (read-only journal,
+ * bad name), BD_EIO, BD_ENOMEM.
+ */
+int jnl_snapshot_put(jnl_t *j, const char *name, uint64_t seq, const void *buf, size_t len,
+                     bd_err_t *err);
+
+/*
+ * The snapshot `name`: its seq and a malloc'd copy of its bytes in *buf (caller frees;
+ * *len bytes). Verified first: its checksum, that seq is not after the journal's last
+ * event and, when event seq (or a checkpoint at seq) is still stored, that the chain
+ * hash recorded with it is that event's. A snapshot older than a pruning checkpoint can
+ * no longer be compared and is returned as it is (the caller finds it too old to use).
+ * Returns 0, BD_ENOTFOUND (none), BD_ECORRUPT (altered, or from another journal: err
+ * names the seq), BD_EVERSION, BD_EIO, BD_ENOMEM.
+ */
+int jnl_snapshot_get(jnl_t *j, const char *name, uint64_t *seq, void **buf, size_t *len,
+                     bd_err_t *err);
+
+/* The seq and byte size of snapshot `name` without reading or verifying it (statistics).
+ * Returns 0, BD_ENOTFOUND, BD_ECORRUPT/BD_EVERSION (unreadable header), BD_E*. */
+int jnl_snapshot_stat(jnl_t *j, const char *name, uint64_t *seq, size_t *len, bd_err_t *err);
 
 /* ---- Verification and statistics ----------------------------------------------------------- */
 

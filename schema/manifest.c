@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "hmap.h"
+
 typedef struct {
     char **v;
     size_t n, cap;
@@ -38,7 +40,7 @@ static void pathv_free(pathv_t *p)
 
 static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static bool is_manifest_name(const char *name)
+bool mf_is_manifest_name(const char *name)
 {
     size_t n = strlen(name);
     static const char *const exts[] = {".yaml", ".yml", ".json"};
@@ -81,7 +83,7 @@ static int collect(const char *dir, int depth, pathv_t *out, const mf_visitor_t 
         struct stat st;
         if (stat(full, &st) == 0 && S_ISDIR(st.st_mode))
             rc = collect(full, depth + 1, out, vis, arg);
-        else if (is_manifest_name(names.v[i]))
+        else if (mf_is_manifest_name(names.v[i]))
             rc = pathv_push(out, full);
         free(full);
     }
@@ -89,51 +91,37 @@ static int collect(const char *dir, int depth, pathv_t *out, const mf_visitor_t 
     return rc;
 }
 
-/* Where each kind/namespace/name was first seen, to report duplicates. */
+/* Where each kind/namespace/name was first seen (key -> owned "file:line"), to report
+ * duplicates. A map, not a list: a single manifest may hold 10,000 objects, and a linear
+ * scan per object made the scan quadratic (a fifth of a 10,000-record import). */
 typedef struct {
-    char *key;
-    char *where;
-} seen_t;
-
-typedef struct {
-    seen_t *v;
-    size_t n, cap;
+    bd_hmap_t *m;
 } seenv_t;
 
 static const char *seen_check(seenv_t *s, const char *key, const char *where, int *nomem)
 {
-    for (size_t i = 0; i < s->n; i++) /* manifests are few; a linear scan is fine */
-        if (strcmp(s->v[i].key, key) == 0)
-            return s->v[i].where;
-    if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 64;
-        seen_t *nv = realloc(s->v, ncap * sizeof(*nv));
-        if (nv == NULL) {
-            *nomem = 1;
-            return NULL;
-        }
-        s->v = nv;
-        s->cap = ncap;
-    }
-    s->v[s->n].key = strdup(key);
-    s->v[s->n].where = strdup(where);
-    if (s->v[s->n].key == NULL || s->v[s->n].where == NULL) {
-        free(s->v[s->n].key);
-        free(s->v[s->n].where);
+    if (s->m == NULL && (s->m = bd_hmap_new()) == NULL) {
         *nomem = 1;
         return NULL;
     }
-    s->n++;
+    const char *first = bd_hmap_get(s->m, key);
+    if (first != NULL)
+        return first;
+    char *w = strdup(where);
+    if (w == NULL || bd_hmap_put(s->m, key, w, NULL) != BD_OK) {
+        free(w);
+        *nomem = 1;
+    }
     return NULL;
 }
 
 static void seen_free(seenv_t *s)
 {
-    for (size_t i = 0; i < s->n; i++) {
-        free(s->v[i].key);
-        free(s->v[i].where);
-    }
-    free(s->v);
+    size_t pos = 0;
+    void *where;
+    while (s->m && bd_hmap_next(s->m, &pos, NULL, &where))
+        free(where);
+    bd_hmap_free(s->m);
 }
 
 static int scan_file(const val_catalog_t *cat, const char *file, seenv_t *seen, const mf_visitor_t *vis,
@@ -192,11 +180,9 @@ static int scan_file(const val_catalog_t *cat, const char *file, seenv_t *seen, 
     return nomem ? BD_ENOMEM : BD_OK;
 }
 
-int mf_scan(const val_catalog_t *cat, const char *const *paths, size_t npaths, const mf_visitor_t *vis,
-            void *arg)
+/* The files under paths, in the order mf_scan reads them. */
+static int collect_paths(const char *const *paths, size_t npaths, const mf_visitor_t *vis, void *arg, pathv_t *files)
 {
-    pathv_t files = {0};
-    seenv_t seen = {0};
     int rc = BD_OK;
     for (size_t i = 0; i < npaths && rc == BD_OK; i++) {
         struct stat st;
@@ -205,11 +191,42 @@ int mf_scan(const val_catalog_t *cat, const char *const *paths, size_t npaths, c
             snprintf(msg, sizeof(msg), "%s", strerror(errno));
             vis->problem(arg, paths[i], 0, msg, true);
         } else if (S_ISDIR(st.st_mode)) {
-            rc = collect(paths[i], 0, &files, vis, arg);
+            rc = collect(paths[i], 0, files, vis, arg);
         } else {
-            rc = pathv_push(&files, paths[i]);
+            rc = pathv_push(files, paths[i]);
         }
     }
+    return rc;
+}
+
+int mf_files(const char *const *paths, size_t npaths, const mf_visitor_t *vis, void *arg, char ***files,
+             size_t *nfiles)
+{
+    *files = NULL;
+    *nfiles = 0;
+    pathv_t v = {0};
+    int rc = collect_paths(paths, npaths, vis, arg, &v);
+    if (rc != BD_OK) {
+        pathv_free(&v);
+        return rc;
+    }
+    *files = v.v;
+    *nfiles = v.n;
+    return BD_OK;
+}
+
+void mf_files_free(char **files, size_t n)
+{
+    pathv_t v = {files, n, n};
+    pathv_free(&v);
+}
+
+int mf_scan(const val_catalog_t *cat, const char *const *paths, size_t npaths, const mf_visitor_t *vis,
+            void *arg)
+{
+    pathv_t files = {0};
+    seenv_t seen = {0};
+    int rc = collect_paths(paths, npaths, vis, arg, &files);
     for (size_t i = 0; i < files.n && rc == BD_OK; i++)
         rc = scan_file(cat, files.v[i], &seen, vis, arg);
     seen_free(&seen);

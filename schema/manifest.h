@@ -35,6 +35,17 @@ typedef struct {
     void (*problem)(void *arg, const char *file, int line, const char *msg, bool unreadable);
 } mf_visitor_t;
 
+/* Is name (a file name, not a path) one mf_scan reads: *.yaml, *.yml or *.json? Local
+ * mode asks before it decides how soon a change to that file is imported. */
+bool mf_is_manifest_name(const char *name);
+
+/* The manifest files under paths (directories walked as mf_scan walks them), in the order
+ * mf_scan reads them: *files is a new array of new strings, freed with mf_files_free.
+ * Paths that cannot be read go to vis->problem. Returns BD_OK or BD_ENOMEM. */
+int mf_files(const char *const *paths, size_t npaths, const mf_visitor_t *vis, void *arg, char ***files,
+             size_t *nfiles);
+void mf_files_free(char **files, size_t n);
+
 /* Returns BD_OK after visiting everything (problems go to the visitor), BD_ENOMEM. */
 int mf_scan(const val_catalog_t *cat, const char *const *paths, size_t npaths, const mf_visitor_t *vis,
             void *arg);

@@ -79,6 +79,27 @@ static void cel_storage_exclusive(const json_t *v, const char *path, val_report_
         val_report_add(rep, VAL_ERROR, path, "emptyDir and persistentVolumeClaim are mutually exclusive");
 }
 
+/* One existing claim mounted by every replica of a Deployment: only a ReadWriteMany claim
+ * can be (without claimName bindy runs a StatefulSet, one claim per replica). */
+static void cel_shared_claim(const json_t *v, const char *path, val_report_t *rep)
+{
+    const json_t *claim = json_object_get(json_object_get(v, "storage"), "persistentVolumeClaim");
+    const json_t *replicas = json_object_get(v, "replicas");
+    if (json_object_get(claim, "claimName") == NULL || !json_is_integer(replicas) ||
+        json_integer_value(replicas) <= 1)
+        return;
+    size_t i;
+    const json_t *m;
+    json_array_foreach(json_object_get(claim, "accessModes"), i, m) {
+        if (json_is_string(m) && strcmp(json_string_value(m), "ReadWriteMany") == 0)
+            return;
+    }
+    val_report_add(rep, VAL_ERROR, path,
+                   "replicas above 1 cannot share one existing claim (storage.persistentVolumeClaim.claimName) "
+                   "unless its accessModes include ReadWriteMany; without claimName each replica gets its own "
+                   "claim");
+}
+
 static void cel_caa_iodef(const json_t *v, const char *path, val_report_t *rep)
 {
     const char *tag = json_string_value(json_object_get(v, "tag"));
@@ -140,6 +161,12 @@ const val__rule_t val__rules[] = {
      "!(has(self.minAvailable) && has(self.maxUnavailable))", cel_pdb_exclusive},
     {"Bind9Instance", "spec.storage", "!(has(self.emptyDir) && has(self.persistentVolumeClaim))",
      cel_storage_exclusive},
+    {"Bind9Instance", "spec",
+     "!has(self.storage) || !has(self.storage.persistentVolumeClaim) || "
+     "!has(self.storage.persistentVolumeClaim.claimName) || !has(self.replicas) || self.replicas <= 1 || "
+     "(has(self.storage.persistentVolumeClaim.accessModes) && 'ReadWriteMany' in "
+     "self.storage.persistentVolumeClaim.accessModes)",
+     cel_shared_claim},
     {"CAARecord", "spec",
      "self.tag != 'iodef' || self.value.startsWith('mailto:') || self.value.startsWith('http://') || "
      "self.value.startsWith('https://')",

@@ -1525,6 +1525,9 @@ static int cmd_stats(ctx_t *c, int argc, char **argv)
     if (st.checkpoint_seq && jnl_checkpoint_latest(c->j, NULL, &ck_time, NULL, &err) == 0)
         fmt_time(ck_time, ct, sizeof(ct));
     unsigned pct = st.map_limit ? (unsigned)(st.used_bytes * 100 / st.map_limit) : 0;
+    uint64_t snap_seq = 0;
+    size_t snap_len = 0;
+    bool have_snap = jnl_snapshot_stat(c->j, JNL_SNAPSHOT_PROJECTOR, &snap_seq, &snap_len, &err) == 0;
     if (c->out != OUT_TEXT) {
         json_t *kinds = json_object();
         for (size_t i = 0; i < nk; i++) {
@@ -1553,6 +1556,10 @@ static int cmd_stats(ctx_t *c, int argc, char **argv)
             (json_int_t)st.map_size, "mapLimit", (json_int_t)st.map_limit, "pageSize",
             (json_int_t)st.page_size, "usedPercent", (int)pct, "nearLimit", st.near_limit,
             "byKind", kinds, "byType", types);
+        if (have_snap)
+            json_object_set_new(o, "projectorSnapshot",
+                                json_pack("{s:I, s:I}", "seq", (json_int_t)snap_seq, "bytes",
+                                          (json_int_t)snap_len));
         if (c->out == OUT_YAML) {
             yout_t y;
             if (y_begin(&y, stdout)) {
@@ -1583,6 +1590,13 @@ static int cmd_stats(ctx_t *c, int argc, char **argv)
                    ct, st.checkpoints);
         else
             printf("Checkpoint:   none\n");
+        if (have_snap) {
+            char sb[32];
+            human_bytes(snap_len, sb, sizeof(sb));
+            printf("Projector:    snapshot at seq %" PRIu64 " (%s)\n", snap_seq, sb);
+        } else {
+            printf("Projector:    no snapshot\n");
+        }
         printf("Space:        %s used of %s (%u%%); file %s, map %s%s\n", used, lim, pct, file, map,
                st.near_limit ? "  NEAR THE LIMIT" : "");
         printf("\n");

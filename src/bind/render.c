@@ -115,8 +115,10 @@ int bind_render_named_conf(const res_t *inst, const res_t *cluster, const bind_r
     /* Downstream servers authenticate transfers with the transfer key. */
     put_acl(&b, "allow-transfer", &c->allow_transfer, g ? &g->allow_transfer : NULL, NULL,
             "key \"" BIND_XFR_KEY_NAME "\";");
-    /* NOTIFY is accepted from the upstream servers (their addresses). */
-    put(&b, "    allow-notify {");
+    /* NOTIFY is accepted from the upstream servers: signed with the transfer key (in a
+     * cluster the upstream addresses are Services, while a NOTIFY comes from the address
+     * of whichever pod sends it), or from their addresses. */
+    put(&b, "    allow-notify { key \"%s\";", BIND_XFR_KEY_NAME);
     for (size_t i = 0; i < prm->nupstream; i++)
         put(&b, " %s;", prm->upstream[i].addr);
     put(&b, " };\n");
@@ -129,9 +131,13 @@ int bind_render_named_conf(const res_t *inst, const res_t *cluster, const bind_r
     }
     put(&b, "    dnssec-validation %s;\n",
         yesno(c->dnssec_validation, g ? g->dnssec_validation : RES_TRI_UNSET, "no"));
-    /* Thousands of zones must refresh quickly after a NOTIFY storm or a restart. */
+    /* Thousands of zones must refresh quickly after a NOTIFY storm or a restart. Transfers
+     * from one server stay at 16 at a time: every replica pulls from the same hidden
+     * primary, which takes 64 TCP clients (BIND_SERVER_DEFAULT_MAX_CLIENTS) and closes the
+     * rest; named retries a transfer cut that way only a minute later (with 50 per server,
+     * 1,000 new zones on two primary replicas left some unserved for 50 s). */
     put(&b, "    serial-query-rate 1000;\n    notify-rate 1000;\n    startup-notify-rate 1000;\n"
-            "    transfers-in 100;\n    transfers-out 100;\n    transfers-per-ns 50;\n"
+            "    transfers-in 100;\n    transfers-out 100;\n    transfers-per-ns 16;\n"
             "    notify %s;\n"
             /* BIND waits notify-delay (5 s by default) before telling downstream servers
              * about a change: that would be the secondaries' lag. */

@@ -169,6 +169,12 @@ int bind_server_set_notify_targets(bind_server_t *srv, const char *zone,
  * Returns 0, BD_ENOTFOUND (zone not in the zonedb), BD_EINVAL, BD_EUNAVAIL (not serving). */
 int bind_server_notify(bind_server_t *srv, const char *zone);
 
+/* Send NOTIFY for zone to one server, target as in bind_server_set_notify_targets, whether
+ * or not it is among the zone's targets (a server found lagging), with the same retries.
+ * Returns 0, BD_EINVAL (bad zone or target), BD_ENOTFOUND (zone not in the zonedb),
+ * BD_EUNAVAIL (not serving), BD_ENOMEM. */
+int bind_server_notify_to(bind_server_t *srv, const char *zone, const char *target);
+
 /* Copy of the counters. */
 void bind_server_stats(const bind_server_t *srv, bind_server_stats_t *out);
 

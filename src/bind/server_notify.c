@@ -314,40 +314,60 @@ static void notify_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_timer_start(loop, &n->timer);
 }
 
+/* (Re)arm the pending entry of (zone, target); a send already due is left alone: it will
+ * carry the newest serial. */
+static int notify_queue(bind_server_t *srv, const char *zone, const server_target_t *t)
+{
+    server_notify_t *n;
+    for (n = srv->pending; n != NULL; n = n->next)
+        if (strcmp(n->zone, zone) == 0 && same_addr((struct sockaddr *)&n->target.sa, (struct sockaddr *)&t->sa))
+            break;
+    if (n == NULL) {
+        n = calloc(1, sizeof(*n));
+        if (n == NULL || (n->zone = strdup(zone)) == NULL) {
+            free(n);
+            bd_error("zone %s: NOTIFY to %s dropped: out of memory", zone, t->text);
+            return BD_ENOMEM;
+        }
+        n->srv = srv;
+        n->target = *t;
+        ev_timer_init(&n->timer, notify_timer_cb, 0., 0.);
+        n->timer.data = n;
+        n->next = srv->pending;
+        if (srv->pending != NULL)
+            srv->pending->prev = n;
+        srv->pending = n;
+    }
+    if (n->tries == 0 && ev_is_active(&n->timer))
+        return BD_OK;
+    n->tries = 0;
+    ev_timer_stop(srv->loop, &n->timer);
+    ev_timer_set(&n->timer, 0., 0.);
+    ev_timer_start(srv->loop, &n->timer);
+    return BD_OK;
+}
+
 void server__notify_zone(bind_server_t *srv, const char *zone)
 {
     if (!srv->serving)
         return;
     const server_targets_t *ts = targets_of(srv, zone);
-    for (size_t i = 0; ts != NULL && i < ts->n; i++) {
-        server_notify_t *n;
-        for (n = srv->pending; n != NULL; n = n->next)
-            if (strcmp(n->zone, zone) == 0 &&
-                same_addr((struct sockaddr *)&n->target.sa, (struct sockaddr *)&ts->t[i].sa))
-                break;
-        if (n == NULL) {
-            n = calloc(1, sizeof(*n));
-            if (n == NULL || (n->zone = strdup(zone)) == NULL) {
-                free(n);
-                bd_error("zone %s: NOTIFY to %s dropped: out of memory", zone, ts->t[i].text);
-                continue;
-            }
-            n->srv = srv;
-            n->target = ts->t[i];
-            ev_timer_init(&n->timer, notify_timer_cb, 0., 0.);
-            n->timer.data = n;
-            n->next = srv->pending;
-            if (srv->pending != NULL)
-                srv->pending->prev = n;
-            srv->pending = n;
-        }
-        if (n->tries == 0 && ev_is_active(&n->timer))
-            continue; /* first send already due: it will carry the newest serial */
-        n->tries = 0;
-        ev_timer_stop(srv->loop, &n->timer);
-        ev_timer_set(&n->timer, 0., 0.);
-        ev_timer_start(srv->loop, &n->timer);
-    }
+    for (size_t i = 0; ts != NULL && i < ts->n; i++)
+        (void)notify_queue(srv, zone, &ts->t[i]); /* logged */
+}
+
+int bind_server_notify_to(bind_server_t *srv, const char *zone, const char *target)
+{
+    char canon[1024];
+    server_target_t t;
+    if (zone == NULL || bind_zonedb_canon_name(zone, canon, sizeof(canon)) != 0 ||
+        server__target_parse(target, &t) != 0)
+        return BD_EINVAL;
+    if (!srv->serving)
+        return BD_EUNAVAIL;
+    if (bind_zonedb_soa(srv->db, canon) == NULL)
+        return BD_ENOTFOUND;
+    return notify_queue(srv, canon, &t);
 }
 
 void server__notify_cancel(bind_server_t *srv, const char *zone)

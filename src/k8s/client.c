@@ -53,6 +53,7 @@ static const char *method_name(k8s_method_t m)
     case K8S_PATCH_MERGE:
     case K8S_PATCH_JSON:
     case K8S_PATCH_APPLY:
+    case K8S_PATCH_STRATEGIC:
         return "PATCH";
     case K8S_DELETE:
         return "DELETE";
@@ -63,7 +64,7 @@ static const char *method_name(k8s_method_t m)
 static bool method_writes(k8s_method_t m)
 {
     return m == K8S_POST || m == K8S_PUT || m == K8S_PATCH_MERGE || m == K8S_PATCH_JSON ||
-           m == K8S_PATCH_APPLY;
+           m == K8S_PATCH_APPLY || m == K8S_PATCH_STRATEGIC;
 }
 
 char *k8s__escape(const char *s)
@@ -498,6 +499,9 @@ static int attempt_start(k8s_call_t *k)
         break;
     case K8S_PATCH_APPLY:
         ctype = "Content-Type: application/apply-patch+yaml";
+        break;
+    case K8S_PATCH_STRATEGIC:
+        ctype = "Content-Type: application/strategic-merge-patch+json";
         break;
     default:
         ctype = k->body != NULL ? "Content-Type: application/json" : NULL;

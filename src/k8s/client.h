@@ -115,6 +115,9 @@ typedef enum {
     K8S_PATCH_MERGE, /* application/merge-patch+json */
     K8S_PATCH_JSON,  /* application/json-patch+json */
     K8S_PATCH_APPLY, /* application/apply-patch+yaml (server-side apply; JSON is YAML) */
+    K8S_PATCH_STRATEGIC, /* application/strategic-merge-patch+json (built-in kinds only):
+                            lists with a merge key (a pod's status.conditions by type) are
+                            merged item by item, so other writers' items are kept */
     K8S_DELETE,
 } k8s_method_t;
 

@@ -117,7 +117,9 @@ int obs_reg_render(obs_reg_t *r, char **text, size_t *len);
  *     targets, seconds), DRIFT_REPAIRS (a target found different from the desired
  *     state and corrected);
  *   Kubernetes client: KUBE_REQUESTS (each request sent), KUBE_THROTTLED (each request
- *     delayed by the client-side rate limit or answered 429).
+ *     delayed by the client-side rate limit or answered 429);
+ *   readiness gate (src/readiness, leader only; 0 on standbys): BIND_PODS_READY,
+ *     BIND_PODS_LAGGING (once a second).
  * Bound sets (seconds): OBS_BUCKETS_COMMIT 0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01
  * 0.025 0.05 0.1 0.25 0.5 1; OBS_BUCKETS_RECONCILE 0.0005 0.001 0.0025 0.005 0.01 0.025
  * 0.05 0.1 0.25 0.5 1 2.5 5 10.
@@ -150,7 +152,11 @@ int obs_reg_render(obs_reg_t *r, char **text, size_t *len);
     X(KUBE_REQUESTS, "bindy_kube_requests_total", COUNTER, NULL, NONE,                         \
       "Requests sent to the Kubernetes API server.")                                           \
     X(KUBE_THROTTLED, "bindy_kube_throttled_total", COUNTER, NULL, NONE,                       \
-      "Kubernetes API requests delayed by the client rate limit or answered 429.")
+      "Kubernetes API requests delayed by the client rate limit or answered 429.")             \
+    X(BIND_PODS_READY, "bindy_bind_pods_ready", GAUGE, NULL, NONE,                             \
+      "BIND pods whose readiness gate bindy has set True (they publish every serial).")        \
+    X(BIND_PODS_LAGGING, "bindy_bind_pods_lagging", GAUGE, NULL, NONE,                         \
+      "BIND pods behind the current serial of a zone they serve in their last check.")
 
 typedef enum {
 #define OBS__ENUM(id, name, type, label, buckets, help) OBS_##id,

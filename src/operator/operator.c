@@ -17,6 +17,7 @@
 #include "leader.h"
 #include "log.h"
 #include "obs.h"
+#include "readiness.h"
 #include "reflector.h"
 #include "render.h"
 #include "server.h"
@@ -46,8 +47,10 @@ typedef struct op {
     kst_t *kst;
     fin_t *fin;
     wla_t *wla;                        /* NULL until the shared keys are known */
+    rdy_t *rdy;                        /* BIND pods' readiness gate (leader only) */
     k8s_refl_t *deps;                  /* bindy's Deployments: ready replicas for statuses */
-    bd_hmap_t *ready;                  /* "ns/name" -> (intptr_t) readyReplicas + 1 */
+    k8s_refl_t *sts;                   /* and its StatefulSets (claims per pod) */
+    bd_hmap_t *ready;                  /* "Kind/ns/name" -> (intptr_t) readyReplicas + 1 */
     le_config_t lec;
     le_t *le;
     obs_t *obs;
@@ -84,6 +87,8 @@ static void on_applied(void *arg, const jnl_event_t *ev, const proj_changes_t *c
         bd_error("status: out of memory");
     if (fin_observe(op->fin, ev) != BD_OK)
         bd_error("finalizers: out of memory");
+    if (rdy_mark_changes(op->rdy, op->p, ch) != BD_OK)
+        bd_error("readiness: out of memory");
     for (size_t i = 0; op->wla && i < ch->instances.n; i++)
         if (wla_mark(op->wla, ch->instances.v[i]) != BD_OK)
             bd_error("workloads: cannot mark %s", ch->instances.v[i]);
@@ -92,6 +97,23 @@ static void on_applied(void *arg, const jnl_event_t *ev, const proj_changes_t *c
         bd_debug("%s %s/%s %s: zone %s%s serial %u", ev->kind, ev->ns, ev->name, jnl_type_name(ev->type),
                  c->zone, c->deleted ? " deleted," : "", c->serial);
     }
+}
+
+/* Started from the projector's checkpoint: the status writer and the finalizers learn
+ * every object as a replay would have shown them, then everything is re-evaluated. */
+static void on_restored(void *arg, const jnl_state_t *st, const proj_changes_t *ch)
+{
+    op_t *op = arg;
+    for (size_t i = 0; st != NULL && i < jnl_state_count(st); i++)
+        if (kst_observe(op->kst, jnl_state_get(st, i)) != BD_OK || fin_observe(op->fin, jnl_state_get(st, i)) != BD_OK)
+            bd_error("status/finalizers: out of memory");
+    if (kst_mark_changes(op->kst, NULL, ch) != BD_OK)
+        bd_error("status: out of memory");
+    if (rdy_mark_changes(op->rdy, op->p, ch) != BD_OK)
+        bd_error("readiness: out of memory");
+    for (size_t i = 0; op->wla && i < ch->instances.n; i++)
+        if (wla_mark(op->wla, ch->instances.v[i]) != BD_OK)
+            bd_error("workloads: cannot mark %s", ch->instances.v[i]);
 }
 
 static void on_commit(jnl_t *j, uint64_t committed, int status, void *arg)
@@ -131,6 +153,7 @@ static void on_commit(jnl_t *j, uint64_t committed, int status, void *arg)
     /* a finalizer goes only once its object's deletion is in the hidden primary */
     fin_flush(op->fin, applied ? proj_seq(op->p) : 0);
     wla_sync(op->wla, op->p);
+    rdy_sync(op->rdy, op->p); /* pods are verified against the new serials */
     if (n > 0)
         bd_debug("applied %zu events (journal at seq %llu)", n, (unsigned long long)committed);
 }
@@ -178,19 +201,21 @@ static void set_leader_label(op_t *op, bool leader)
     send_label(op);
 }
 
-/* ---- ready replicas of every instance, from its Deployment ---------------------------- */
+/* ---- ready replicas of every instance, from its Deployment or StatefulSet -------------- */
 
 /* Not journaled: a Deployment's readiness is an observation for statuses, not desired
- * state, so it never reaches the projector. */
+ * state, so it never reaches the projector. Keyed by kind too: while an instance switches
+ * between a Deployment and a StatefulSet both exist, and both pods serve. */
 static void ready_put(op_t *op, json_t *dep, bool gone)
 {
     const json_t *meta = json_object_get(dep, "metadata");
     const char *ns = json_string_value(json_object_get(meta, "namespace"));
     const char *name = json_string_value(json_object_get(meta, "name"));
-    char key[600], inst[640];
-    if (ns == NULL || name == NULL)
+    const char *kind = json_string_value(json_object_get(dep, "kind")); /* the reflector fills it in */
+    char key[700], inst[640];
+    if (ns == NULL || name == NULL || kind == NULL)
         return;
-    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    snprintf(key, sizeof(key), "%s/%s/%s", kind, ns, name);
     intptr_t want = gone ? 0 : json_integer_value(json_object_get(json_object_get(dep, "status"), "readyReplicas")) + 1;
     if ((intptr_t)bd_hmap_get(op->ready, key) == want)
         return;
@@ -198,7 +223,7 @@ static void ready_put(op_t *op, json_t *dep, bool gone)
         bd_hmap_del(op->ready, key);
     else if (bd_hmap_put(op->ready, key, (void *)want, NULL) != BD_OK)
         return;
-    snprintf(inst, sizeof(inst), "Bind9Instance/%s", key);
+    snprintf(inst, sizeof(inst), "Bind9Instance/%s/%s", ns, name);
     kst_mark(op->kst, inst);
     kst_flush(op->kst);
 }
@@ -219,10 +244,35 @@ static void deps_nop_rv(void *arg, const char *rv) {}
 static int32_t ready_replicas(void *arg, const char *ns, const char *name)
 {
     op_t *op = arg;
+    static const char *const kinds[] = {"Deployment", "StatefulSet"};
+    int32_t sum = -1;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(*kinds); i++) {
+        char key[700];
+        snprintf(key, sizeof(key), "%s/%s/%s", kinds[i], ns, name);
+        intptr_t v = (intptr_t)bd_hmap_get(op->ready, key);
+        if (v > 0)
+            sum = (sum < 0 ? 0 : sum) + (int32_t)(v - 1);
+    }
+    return sum;
+}
+
+/* ---- what the workload applier cannot do: the instance's Ready says why ---------------- */
+
+static const char *instance_problem(void *arg, const char *ns, const char *name, const char **reason)
+{
+    op_t *op = arg;
     char key[600];
     snprintf(key, sizeof(key), "%s/%s", ns, name);
-    intptr_t v = (intptr_t)bd_hmap_get(op->ready, key);
-    return v > 0 ? (int32_t)(v - 1) : -1;
+    return wla_problem(op->wla, key, reason); /* NULL wla (no keys yet): none */
+}
+
+static void on_instance_problem(void *arg, const char *key)
+{
+    op_t *op = arg;
+    char inst[640];
+    snprintf(inst, sizeof(inst), "Bind9Instance/%s", key);
+    kst_mark(op->kst, inst);
+    kst_flush(op->kst);
 }
 
 /* ---- the shared keys ------------------------------------------------------------------ */
@@ -245,6 +295,9 @@ static void keys_ready(op_t *op)
     wo.xfr_secret_b64 = op->xfr_b64;
     wo.fence = fence_ok;
     wo.fence_arg = op;
+    wo.event_instance = op->lec.identity; /* Events say which replica applied */
+    wo.on_problem = on_instance_problem;
+    wo.on_problem_arg = op;
     bd_err_t err;
     if (op->wla == NULL && wla_new(op->kc, &wo, &op->wla, &err) != BD_OK)
         bd_error("workloads: %s", err.msg);
@@ -345,6 +398,19 @@ static bool fence_ok(void *arg)
     return le_fence_ok(op->le);
 }
 
+/* Continuity at takeover: servers publish a serial our projection has not reached (the
+ * predecessor journaled more versions). The status writer puts it into the DNSZone's
+ * status.serial; through every replica's journal it becomes the projector's floor. */
+static void on_served_above(void *arg, const char *zone, uint32_t serial, uint32_t projected)
+{
+    op_t *op = arg;
+    bd_info("zone %s: servers publish serial %u, above the projection's %u; continuing above it", zone, serial,
+            projected);
+    if (kst_serial_floor(op->kst, zone, serial) != BD_OK)
+        bd_error("status: out of memory");
+    kst_flush(op->kst);
+}
+
 static void on_started_leading(void *arg)
 {
     op_t *op = arg;
@@ -358,6 +424,9 @@ static void on_started_leading(void *arg)
         wla_mark_all(op->wla, op->p);
         wla_sync(op->wla, op->p);
     }
+    bd_err_t err;
+    if (rdy_start_leading(op->rdy, op->p, &err) != BD_OK)
+        bd_error("readiness: %s", err.msg);
 }
 
 static void on_stopped_leading(void *arg)
@@ -365,6 +434,7 @@ static void on_stopped_leading(void *arg)
     op_t *op = arg;
     leading(op, false);
     wla_reset(op->wla);
+    rdy_stop_leading(op->rdy);
 }
 
 static void on_new_leader(void *arg, const char *identity)
@@ -400,6 +470,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     obs_counter_add(op->m_apply_wl, ws.applies + ws.deletes - op->last_wla.applies - op->last_wla.deletes);
     obs_counter_add(op->m_apply_wl_err, ws.errors - op->last_wla.errors);
     op->last_wla = ws;
+    rdy_stats_t rs;
+    rdy_stats(op->rdy, &rs);
+    obs_gauge_set(op->m[OBS_BIND_PODS_READY], (double)rs.ready);
+    obs_gauge_set(op->m[OBS_BIND_PODS_LAGGING], (double)rs.lagging);
     k8s_client_stats_t ks;
     k8s_client_stats(op->kc, &ks);
     obs_counter_add(op->m[OBS_KUBE_REQUESTS], ks.calls - op->last_kc.calls);
@@ -539,6 +613,8 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     kso.instance = op.lec.identity;
     kso.ready_replicas = ready_replicas;
     kso.ready_replicas_arg = &op;
+    kso.instance_problem = instance_problem;
+    kso.instance_problem_arg = &op;
     if ((rc = kst_new(op.kc, op.p, &kso, &op.kst, err)) != BD_OK)
         goto out;
     fin_opts_t fo;
@@ -555,7 +631,17 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     bind_server_config_t sc = {.address = op.o.address, .port = (uint16_t)op.o.dns_port, .xfr_key = &op.xfr, .serving = false};
     if ((rc = bind_server_new(&op.srv, op.loop, op.db, &sc, err)) != BD_OK)
         goto out;
-    app_hooks_t hooks = {on_applied};
+    /* the readiness gate of BIND pods: NOTIFYs to laggards go through the hidden primary */
+    rdy_opts_t ro;
+    rdy_opts_init(&ro);
+    ro.fence = fence_ok;
+    ro.fence_arg = &op;
+    ro.srv = op.srv;
+    ro.served_above = on_served_above;
+    ro.served_above_arg = &op;
+    if ((rc = rdy_new(op.kc, &ro, &op.rdy, err)) != BD_OK)
+        goto out;
+    app_hooks_t hooks = {on_applied, on_restored, true};
     if ((rc = app_new(op.j, op.p, op.db, &hooks, &op, &op.app, err)) != BD_OK)
         goto out;
     size_t replayed = 0;
@@ -590,12 +676,17 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     }
     if ((rc = k8s_refl_start(op.kc, &dro, &drh, &op, &op.deps, err)) != BD_OK)
         goto out;
+    k8s_refl_opts_t sro = dro;
+    sro.res = (k8s_res_t){"apps", "v1", "statefulsets", "StatefulSet", true};
+    if ((rc = k8s_refl_start(op.kc, &sro, &drh, &op, &op.sts, err)) != BD_OK)
+        goto out;
 
     ev_signal_start(op.loop, &op.sigint);
     ev_signal_start(op.loop, &op.sigterm);
     ev_timer_start(op.loop, &op.tick);
     ev_run(op.loop, 0);
     bd_info("stopped");
+    app_checkpoint(op.app, true, NULL); /* the next start replays nothing (logged) */
 out:
     ev_signal_stop(op.loop, &op.sigint);
     ev_signal_stop(op.loop, &op.sigterm);
@@ -607,10 +698,12 @@ out:
     k8s_call_cancel(op.keys_call);
     ksrc_stop(op.src);
     k8s_refl_stop(op.deps);
+    k8s_refl_stop(op.sts);
     bd_hmap_free(op.ready);
     kst_free(op.kst);
     fin_free(op.fin);
     wla_free(op.wla);
+    rdy_free(op.rdy);
     k8s_client_free(op.kc);
     if (op.j) {
         bd_err_t ferr;

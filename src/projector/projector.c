@@ -7,82 +7,9 @@
 #include <string.h>
 
 #include "hmap.h"
+#include "proj_int.h"
 #include "sort.h"
 #include "validate.h"
-
-/* ---- types --------------------------------------------------------------------------- */
-
-typedef struct obj obj_t;
-
-typedef struct {
-    char *zone, *owner;
-    const char *reason; /* NULL: published */
-} contrib_t;
-
-struct obj {
-    char *key; /* "Kind/namespace/name" */
-    res_kind_t kind;
-    char *ns, *name;
-    res_t *res; /* last valid version, NULL if none */
-    char *invalid_msg; /* the latest version failed validation: why */
-    uint64_t first_seq;
-    contrib_t *contribs; /* records: where they are published */
-    size_t ncontribs;
-    bool deleted;
-    uint64_t version; /* bumped whenever res is replaced */
-    /* status, current after every apply */
-    bool ready;
-    const char *reason;
-    char *message;
-    char *reported; /* "reason\nmessage" at the last take */
-};
-
-typedef struct {
-    char *name; /* absolute, lower case, trailing dot */
-    obj_t **recs;
-    size_t n, cap;
-    res_strv_t synth; /* zone-owned lines: apex NS, glue, catalog content */
-    res_strv_t rrs;   /* rendered, sorted */
-} owner_t;
-
-struct proj_zone {
-    char *name, *origin;
-    bool catalog;
-    obj_t *obj;          /* the winning DNSZone; NULL for catalogs */
-    char *catalog_of;    /* catalogs: the instance key */
-    bd_hmap_t *owners;   /* owner name -> owner_t */
-    uint32_t serial;
-    uint32_t taken_serial; /* the serial the last proj_take_changes reported */
-    char *soa_sig;       /* the SOA without its serial, as last rebuilt */
-    bool changed;        /* in the current event */
-    bd_hmap_t *evnet;    /* rr line -> net delta in the current event (NULL: none yet) */
-    res_strv_t instances;
-    size_t nrecords;     /* record contributions, for status */
-};
-
-typedef struct {
-    bd_hmap_t *net; /* rr line -> (intptr_t) +n / -n */
-    bool existed;   /* at the last take */
-} pend_t;
-
-struct proj {
-    char *catalog_suffix;
-    val_catalog_t *cat;
-    uint64_t seq;
-    bd_hmap_t *objs;    /* key -> obj_t */
-    bd_hmap_t *zones;   /* zone name -> proj_zone_t */
-    bd_hmap_t *floors;  /* zone name -> (uintptr_t) floor + 1 */
-    bd_hmap_t *pending; /* zone name -> pend_t */
-    bd_hmap_t *touched; /* obj key -> obj_t: status may have changed */
-    bd_hmap_t *inst_changed; /* instance key -> (void *)1 */
-    bd_hmap_t *status_dirty; /* obj key -> (void *)1, since the last take */
-    bd_hmap_t *zchanged;     /* zone name -> (void *)1, in the current event */
-    proj_instance_t **instances; /* sorted, rebuilt by refresh */
-    size_t ninstances;
-    const proj_zone_t **zone_list; /* cache for proj_zones */
-    size_t nzone_list;
-    int oom;
-};
 
 static const char R_READY[] = "Ready", R_INVALID[] = "InvalidSpec", R_NOINST[] = "NoInstancesSelected",
                   R_DUPZONE[] = "DuplicateZone", R_CNAME[] = "CnameConflict", R_RECORD[] = "RecordConflict",
@@ -836,7 +763,38 @@ static bool is_upstream(const obj_t *primary, const obj_t *secondary)
     return strcmp(primary->ns, secondary->ns) == 0;
 }
 
-/* Replace a catalog zone's content with the members given (sorted); diff into pending. */
+/* Add or remove member's PTR in catalog zone cat. Each member's PTR has an owner of its
+ * own (a stable id from the member's name; RFC 9432 leaves ids to the producer), so a
+ * change re-renders that owner only: O(1) in the size of the catalog, where one owner for
+ * every line made each zone event re-render every catalog in full. */
+static void catalog_member(proj_t *p, proj_zone_t *cat, const char *member, bool add)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = member; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    char *owner = xfmt(p, "%016llx.zones.%s", (unsigned long long)h, cat->origin);
+    char *line = owner ? xfmt(p, "%s 0 IN PTR %s.", owner, member) : NULL;
+    owner_t *ow = line ? owner_get(p, cat, owner, add) : NULL;
+    size_t at = ow ? ow->synth.n : 0;
+    for (size_t i = 0; ow && i < ow->synth.n; i++)
+        if (strcmp(ow->synth.v[i], line) == 0)
+            at = i;
+    if (ow && add && at == ow->synth.n) {
+        strv_add(p, &ow->synth, line); /* two members whose ids collide share the owner */
+        line = NULL;
+        strv_sort_unique(&ow->synth);
+        owner_eval(p, cat, ow); /* ow may be freed from here on */
+    } else if (ow && !add && at < ow->synth.n) {
+        free(ow->synth.v[at]);
+        memmove(&ow->synth.v[at], &ow->synth.v[at + 1], (ow->synth.n - at - 1) * sizeof(*ow->synth.v));
+        ow->synth.n--;
+        owner_eval(p, cat, ow);
+    }
+    free(owner);
+    free(line);
+}
+
+/* Make a catalog zone list exactly members (sorted); diff into pending. */
 static void catalog_sync(proj_t *p, const char *cat_name, const char *inst_key, const res_strv_t *members)
 {
     proj_zone_t *z = bd_hmap_get(p->zones, cat_name);
@@ -845,29 +803,178 @@ static void catalog_sync(proj_t *p, const char *cat_name, const char *inst_key, 
             return;
         z->catalog_of = xstrdup(p, inst_key);
     }
-    /* Content: NS, version, one PTR per member with a stable id from the member's name. */
+    /* The apex: NS and the schema version. */
     res_strv_t want = {0};
     strv_add(p, &want, xfmt(p, "%s 0 IN NS invalid.", z->origin));
     strv_add(p, &want, xfmt(p, "version.%s 0 IN TXT \"2\"", z->origin));
-    for (size_t i = 0; i < members->n; i++) {
-        uint64_t h = 1469598103934665603ull;
-        for (const char *c = members->v[i]; *c; c++)
-            h = (h ^ (unsigned char)*c) * 1099511628211ull;
-        strv_add(p, &want, xfmt(p, "%016llx.zones.%s 0 IN PTR %s.", (unsigned long long)h, z->origin, members->v[i]));
-    }
     strv_sort_unique(&want);
-    owner_t *ow = owner_get(p, z, z->origin, true); /* all lines live on one synthetic owner */
-    if (ow == NULL) {
-        res_strv_deinit(&want);
-        return;
-    }
-    if (!strv_equal(&ow->synth, &want)) {
-        res_strv_deinit(&ow->synth);
-        ow->synth = want;
-        owner_eval(p, z, ow);
+    owner_t *apex = owner_get(p, z, z->origin, true);
+    if (apex != NULL && !strv_equal(&apex->synth, &want)) {
+        res_strv_deinit(&apex->synth);
+        apex->synth = want;
+        owner_eval(p, z, apex);
     } else {
         res_strv_deinit(&want);
     }
+    /* Members: drop those not wanted any more (in owner order), then add the missing. */
+    size_t nk = 0;
+    const char **owners = bd_hmap_keys_sorted(z->owners, &nk);
+    res_strv_t drop = {0};
+    for (size_t i = 0; i < nk; i++) {
+        owner_t *ow = bd_hmap_get(z->owners, owners[i]);
+        for (size_t k = 0; strcmp(owners[i], z->origin) != 0 && k < ow->synth.n; k++) {
+            const char *ptr = strstr(ow->synth.v[k], " IN PTR ");
+            char *member = ptr ? xstrdup(p, ptr + 8) : NULL;
+            size_t ml = member ? strlen(member) : 0;
+            if (ml > 0 && member[ml - 1] == '.')
+                member[ml - 1] = '\0';
+            if (member && bd_bsearch(&member, members->v, members->n, sizeof(*members->v), cmp_str) == NULL)
+                strv_add(p, &drop, member);
+            else
+                free(member);
+        }
+    }
+    free(owners);
+    for (size_t i = 0; i < drop.n; i++)
+        catalog_member(p, z, drop.v[i], false);
+    res_strv_deinit(&drop);
+    for (size_t i = 0; i < members->n; i++)
+        catalog_member(p, z, members->v[i], true);
+}
+
+static int instance_key_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, (*(proj_instance_t *const *)elem)->key);
+}
+
+static proj_instance_t *instance_get(const proj_t *p, const char *key)
+{
+    proj_instance_t **in = bd_bsearch(key, p->instances, p->ninstances, sizeof(*p->instances), instance_key_cmp);
+    return in ? *in : NULL;
+}
+
+/* The catalogs that list a zone served by the instances insts (keys): theirs, and those
+ * of their upstream primaries (a primary carries what its secondaries serve). Sorted. */
+static void catalogs_listing(proj_t *p, const res_strv_t *insts, res_strv_t *out)
+{
+    for (size_t i = 0; i < insts->n; i++) {
+        const proj_instance_t *in = instance_get(p, insts->v[i]);
+        if (in == NULL)
+            continue;
+        strv_add(p, out, xstrdup(p, in->catalog));
+        for (size_t u = 0; u < in->upstream.n; u++) {
+            const proj_instance_t *up = instance_get(p, in->upstream.v[u]);
+            if (up != NULL)
+                strv_add(p, out, xstrdup(p, up->catalog));
+        }
+    }
+    strv_sort_unique(out);
+}
+
+/* The instances that serve the DNS zone named name now (keys, sorted; empty if none). */
+static void zone_served_by(proj_t *p, const char *name, res_strv_t *out)
+{
+    const proj_zone_t *z = bd_hmap_get(p->zones, name);
+    for (size_t i = 0; z != NULL && !z->catalog && i < z->instances.n; i++)
+        strv_add(p, out, xstrdup(p, z->instances.v[i]));
+}
+
+/* Add or remove zone name in an instance's sorted zone list; whether it changed. */
+static bool instance_zone_set(proj_t *p, proj_instance_t *in, const char *name, bool add)
+{
+    size_t lo = 0, hi = in->zones.n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcmp(in->zones.v[mid], name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    bool present = lo < in->zones.n && strcmp(in->zones.v[lo], name) == 0;
+    if (present == add)
+        return false;
+    if (!add) {
+        free(in->zones.v[lo]);
+        memmove(&in->zones.v[lo], &in->zones.v[lo + 1], (in->zones.n - lo - 1) * sizeof(*in->zones.v));
+        in->zones.n--;
+        return true;
+    }
+    char *copy = xstrdup(p, name);
+    char **nv = copy ? realloc(in->zones.v, (in->zones.n + 1) * sizeof(*nv)) : NULL;
+    if (nv == NULL) {
+        free(copy);
+        p->oom = 1;
+        return false;
+    }
+    in->zones.v = nv;
+    memmove(&in->zones.v[lo + 1], &in->zones.v[lo], (in->zones.n - lo) * sizeof(*nv));
+    in->zones.v[lo] = copy;
+    in->zones.n++;
+    return true;
+}
+
+/*
+ * After a DNSZone event: the membership of the one zone named name, given who served it
+ * before the event (sorted keys). Only the instances that gain or lose it and the catalogs
+ * that list it change, so the cost is O(instances), not O(zones): instances_refresh would
+ * recompute every zone's membership and every catalog. The result is the same as
+ * instances_refresh's (a DNSZone event changes neither instances nor topology), which
+ * tests/unit/test_projector.c checks.
+ */
+static void zone_membership(proj_t *p, const char *name, const res_strv_t *before)
+{
+    proj_zone_t *z = bd_hmap_get(p->zones, name);
+    if (z != NULL && z->catalog)
+        return;
+    res_strv_t now = {0};
+    for (size_t i = 0; z != NULL && i < p->ninstances; i++) {
+        char *okey = xfmt(p, "Bind9Instance/%s", p->instances[i]->key);
+        const obj_t *o = okey ? bd_hmap_get(p->objs, okey) : NULL;
+        if (o != NULL && zone_selects_instance(z, o))
+            strv_add(p, &now, xstrdup(p, p->instances[i]->key));
+        free(okey);
+    }
+    if (z != NULL && !strv_equal(&now, &z->instances)) {
+        touch(p, z->obj);
+        res_strv_deinit(&z->instances);
+        z->instances = now;
+        now = (res_strv_t){0};
+    }
+    const res_strv_t *after = z != NULL ? &z->instances : &now;
+    /* instances that gain or lose the zone: both lists are sorted, one merge pass */
+    for (size_t i = 0, j = 0; i < before->n || j < after->n;) {
+        int c = i >= before->n ? 1 : j >= after->n ? -1 : strcmp(before->v[i], after->v[j]);
+        if (c == 0) {
+            i++, j++;
+            continue;
+        }
+        const char *key = c < 0 ? before->v[i++] : after->v[j++];
+        proj_instance_t *in = instance_get(p, key);
+        if (in == NULL || !instance_zone_set(p, in, name, c > 0))
+            continue;
+        char *okey = xfmt(p, "Bind9Instance/%s", key);
+        touch(p, okey ? bd_hmap_get(p->objs, okey) : NULL); /* "serves N zones" */
+        free(okey);
+        if (bd_hmap_put(p->inst_changed, key, (void *)1, NULL) != BD_OK)
+            p->oom = 1;
+    }
+    /* catalogs that stop or start listing it */
+    res_strv_t was = {0}, will = {0};
+    catalogs_listing(p, before, &was);
+    catalogs_listing(p, after, &will);
+    for (size_t i = 0, j = 0; i < was.n || j < will.n;) {
+        int c = i >= was.n ? 1 : j >= will.n ? -1 : strcmp(was.v[i], will.v[j]);
+        if (c == 0) {
+            i++, j++;
+            continue;
+        }
+        proj_zone_t *cz = bd_hmap_get(p->zones, c < 0 ? was.v[i++] : will.v[j++]);
+        if (cz != NULL && cz->catalog)
+            catalog_member(p, cz, name, c > 0);
+    }
+    res_strv_deinit(&was);
+    res_strv_deinit(&will);
+    res_strv_deinit(&now);
 }
 
 /* Recompute zone membership, instance desired state and catalogs. */
@@ -1252,16 +1359,33 @@ int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err)
     if (res_kind_is_record(kind))
         zone_detach(p, o); /* o->res is still the old version here */
     o->res = fresh;
+    if (fresh != NULL)
+        o->valid_seq = ev->seq;
     o->version++;
     o->deleted = gone;
     switch (kind) {
-    case RES_DNSZONE:
-        if (old_zone && (!fresh || strcmp(old_zone, fresh->u.zone.zone_name) != 0))
+    case RES_DNSZONE: {
+        /* Instances and topology stay as they are: only the zone names this event touches
+         * change membership (zone_membership), given who served them before. */
+        const char *new_zone = fresh ? fresh->u.zone.zone_name : NULL;
+        bool moved = old_zone && (!new_zone || strcmp(old_zone, new_zone) != 0);
+        res_strv_t was_old = {0}, was_new = {0};
+        if (moved)
+            zone_served_by(p, old_zone, &was_old);
+        if (new_zone)
+            zone_served_by(p, new_zone, &was_new);
+        if (moved)
             zone_sync(p, old_zone);
-        if (fresh)
-            zone_sync(p, fresh->u.zone.zone_name);
-        instances_refresh(p);
+        if (new_zone)
+            zone_sync(p, new_zone);
+        if (moved)
+            zone_membership(p, old_zone, &was_old);
+        if (new_zone)
+            zone_membership(p, new_zone, &was_new);
+        res_strv_deinit(&was_old);
+        res_strv_deinit(&was_new);
         break;
+    }
     case RES_BIND9INSTANCE:
         instances_refresh(p);
         break;

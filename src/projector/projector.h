@@ -138,6 +138,54 @@ typedef struct {
 /* Status of an object (borrowed strings, valid until the next apply). */
 void proj_status(const proj_t *p, const char *kind, const char *ns, const char *name, proj_status_t *out);
 
+/* ---- snapshots (a restart replays only the events after the snapshot's seq) ---- */
+
+/* The last valid version of an object, as journaled by the event at seq: a new reference,
+ * or NULL with err set (the event is gone or unreadable). */
+typedef json_t *(*proj_fetch_fn)(void *arg, uint64_t seq, bd_err_t *err);
+
+/*
+ * Serialise the projection at proj_seq(p) into *out (malloc'd, *len bytes; caller frees):
+ * compact JSON text in a fixed key order, one value per line (schema/journal-format.md,
+ * "Snapshots"); the same events give the same bytes on every replica. The
+ * projector keeps no JSON, so fetch supplies each object's last valid version from the
+ * journal and the snapshot is self-contained. Call it with nothing pending (right after
+ * proj_take_changes). Pure apart from fetch. Returns BD_OK, BD_EINVAL (changes not taken),
+ * fetch's error (BD_ENOTFOUND, ...), BD_ECORRUPT (a fetched object is not the object it
+ * should be), BD_ENOMEM.
+ */
+int proj_snapshot(const proj_t *p, proj_fetch_fn fetch, void *arg, char **out, size_t *len,
+                  bd_err_t *err);
+
+/*
+ * proj_snapshot in two steps, so that a caller whose thread owns the projector (the event
+ * loop) does only the cheap part: capture copies what the snapshot needs out of p (no JSON,
+ * no fetch; same preconditions and errors as proj_snapshot but fetch's) into *out (free
+ * with proj_snap_free); render then touches no projector and may run on any thread
+ * (fetch is called on that thread). render returns what proj_snapshot returns.
+ */
+typedef struct proj_snap proj_snap_t;
+int proj_snapshot_capture(const proj_t *p, proj_snap_t **out, bd_err_t *err);
+int proj_snapshot_render(const proj_snap_t *s, proj_fetch_fn fetch, void *arg, char **out, size_t *len,
+                         bd_err_t *err);
+uint64_t proj_snap_seq(const proj_snap_t *s);
+void proj_snap_free(proj_snap_t *s); /* NULL is a no-op */
+
+/*
+ * Load a snapshot into p, a projector that has applied nothing yet (it may be shared by
+ * pointer already: the status writer and the workload applier hold it). The objects are
+ * fed through the normal apply path in first-seq order (so age order and conflicts are
+ * those of the original history), then versions, serials, floors and the statuses that
+ * depend on history are set from the snapshot. Afterwards proj_seq(p) is the snapshot's
+ * seq, and proj_take_changes reports every zone as created with its whole content, every
+ * instance and every status as changed. On failure p is left as it was.
+ * Returns BD_OK, BD_EINVAL (p is not empty, or another catalog suffix), BD_EVERSION
+ * (another snapshot format), BD_ECORRUPT (the text is malformed, an object it holds is
+ * not valid any more (the schema changed since), or it does not rebuild the zones it
+ * lists), BD_ENOMEM.
+ */
+int proj_restore(proj_t *p, const char *buf, size_t len, bd_err_t *err);
+
 /* A hash of everything rendered (zones without serials, instances), for tests that
  * prove determinism. Hex SHA-256 in out[65]. */
 int proj_digest(const proj_t *p, char out[65]);

@@ -40,4 +40,21 @@ typedef struct {
 int msrc_import(jnl_t *j, const val_catalog_t *cat, const char *const *paths, size_t npaths, bool dry_run,
                 const mf_visitor_t *report, void *report_arg, msrc_result_t *res, bd_err_t *err);
 
+/*
+ * Local mode's import: the same as msrc_import, with a cache (msrc_cache_new) kept by the
+ * caller between imports of the same paths into the same journal. A file whose device,
+ * inode, size, mtime and ctime are unchanged is not read again (its objects and problems
+ * are reused, and its issues are not reported again); the journal's state is kept and
+ * updated with what the import appends, and read again when the journal's last seq is
+ * not the one the cache left (someone else appended) or after an error. Objects that
+ * repeat the key of one in an earlier file are refused and reported as a problem of the
+ * later file. cache NULL: exactly msrc_import.
+ */
+typedef struct msrc_cache msrc_cache_t;
+int msrc_cache_new(msrc_cache_t **out); /* BD_OK or BD_ENOMEM; free with msrc_cache_free */
+void msrc_cache_free(msrc_cache_t *c);  /* NULL is a no-op */
+int msrc_import_cached(jnl_t *j, const val_catalog_t *cat, const char *const *paths, size_t npaths, bool dry_run,
+                       msrc_cache_t *cache, const mf_visitor_t *report, void *report_arg, msrc_result_t *res,
+                       bd_err_t *err);
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "event.h"
 #include "hmap.h"
 #include "log.h"
 #include "resource.h"
@@ -59,27 +60,19 @@ struct kst_obj {
     uint64_t last_event; /* digest of the last Event sent (0: none) */
 };
 
-typedef struct ev_ctx {
-    kst_t *k;
-    k8s_call_t *call;
-    struct ev_ctx *prev, *next;
-} ev_ctx_t;
-
 struct kst {
     k8s_client_t *c;
     struct ev_loop *loop;
     const proj_t *p;
     kst_opts_t o;
-    char *component, *instance;
     bd_hmap_t *objs;  /* key -> kst_obj_t */
     bd_hmap_t *dirty; /* key -> kst_obj_t (marked) */
     bd_hmap_t *zones; /* zone name -> first kst_obj_t (chained by znext) */
+    bd_hmap_t *floors; /* zone name -> (uintptr_t)serial + 1 served above the projection */
     ev_timer timer;
-    ev_ctx_t *events; /* Event creations in flight */
+    k8s_events_t *events; /* Ready changes are posted through it */
     kst_stats_t st;
 };
-
-static const k8s_res_t EVENT_RES = {"", "v1", "events", "Event", true};
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -422,16 +415,20 @@ int kst_new(k8s_client_t *client, const proj_t *proj, const kst_opts_t *opts, ks
     k->c = client;
     k->loop = k8s_client_loop(client);
     k->p = proj;
-    k->component = strdup(k->o.component && *k->o.component ? k->o.component : "bindy");
-    k->instance = strdup(k->o.instance ? k->o.instance : "");
     k->objs = bd_hmap_new();
     k->dirty = bd_hmap_new();
     k->zones = bd_hmap_new();
+    k->floors = bd_hmap_new();
     ev_timer_init(&k->timer, timer_cb, 0.0, 0.0);
     k->timer.data = k;
-    if (!k->component || !k->instance || !k->objs || !k->dirty || !k->zones) {
+    if (!k->objs || !k->dirty || !k->zones || !k->floors) {
         kst_free(k);
         return bd_err_set(err, BD_ENOMEM, "status: out of memory");
+    }
+    int rc = k8s_events_new(client, k->o.component, k->o.instance, &k->events, err);
+    if (rc != BD_OK) {
+        kst_free(k);
+        return rc;
     }
     *out = k;
     return BD_OK;
@@ -443,12 +440,7 @@ void kst_free(kst_t *k)
         return;
     if (k->loop)
         ev_timer_stop(k->loop, &k->timer);
-    while (k->events) {
-        ev_ctx_t *e = k->events;
-        k->events = e->next;
-        k8s_call_cancel(e->call);
-        free(e);
-    }
+    k8s_events_free(k->events);
     size_t pos = 0;
     kst_obj_t *o;
     if (k->objs)
@@ -460,8 +452,7 @@ void kst_free(kst_t *k)
     bd_hmap_free(k->objs);
     bd_hmap_free(k->dirty);
     bd_hmap_free(k->zones);
-    free(k->component);
-    free(k->instance);
+    bd_hmap_free(k->floors);
     free(k);
 }
 
@@ -550,6 +541,17 @@ int kst_mark_changes(kst_t *k, const jnl_event_t *ev, const proj_changes_t *ch)
                 rc = BD_ENOMEM;
     }
     return rc;
+}
+
+int kst_serial_floor(kst_t *k, const char *zone, uint32_t serial)
+{
+    if (bd_hmap_put(k->floors, zone, (void *)((uintptr_t)serial + 1), NULL) != BD_OK)
+        return BD_ENOMEM;
+    double now = loop_now(k);
+    for (kst_obj_t *o = bd_hmap_get(k->zones, zone); o; o = o->znext)
+        if (mark_at(k, o, now) != BD_OK)
+            return BD_ENOMEM;
+    return BD_OK;
 }
 
 int kst_mark_all(kst_t *k)
@@ -657,7 +659,15 @@ static int desired_status(kst_t *k, kst_obj_t *o, json_t **out, json_t **event, 
         if (res != NULL && strcmp(ps.reason, "DuplicateZone") != 0) {
             const proj_zone_t *z = proj_zone_get(k->p, res->u.zone.zone_name);
             if (z != NULL) {
-                json_object_set_new(st, "serial", json_integer(proj_zone_serial(z)));
+                /* a floor above the projection (servers publish more) until it gets there:
+                 * the write comes back through the journal and raises the projection */
+                uint32_t serial = proj_zone_serial(z);
+                uintptr_t f = (uintptr_t)bd_hmap_get(k->floors, proj_zone_name(z));
+                if (f != 0 && (int32_t)((uint32_t)(f - 1) - serial) > 0)
+                    serial = (uint32_t)(f - 1);
+                else if (f != 0)
+                    bd_hmap_del(k->floors, proj_zone_name(z));
+                json_object_set_new(st, "serial", json_integer(serial));
                 const res_strv_t *iv = proj_zone_instances(z);
                 json_t *arr = json_array();
                 for (size_t i = 0; arr && iv && i < iv->n; i++)
@@ -685,6 +695,10 @@ static int desired_status(kst_t *k, kst_obj_t *o, json_t **out, json_t **event, 
                         w[C_READY] = (want_cond_t){'F', "NoReplicasReady", msgbuf};
                 }
             }
+            const char *why = NULL, *reason = NULL;
+            if (ps.ready && k->o.instance_problem != NULL &&
+                (why = k->o.instance_problem(k->o.instance_problem_arg, o->ns, o->name, &reason)) != NULL)
+                w[C_READY] = (want_cond_t){'F', reason ? reason : "NotApplied", why};
         }
         break;
     case RES_BIND9CLUSTER:
@@ -724,19 +738,10 @@ static int desired_status(kst_t *k, kst_obj_t *o, json_t **out, json_t **event, 
             *digest = fnv64(d);
         free(d);
         if (rc == BD_OK && *digest != o->last_event) {
-            char gen_name[300];
-            snprintf(gen_name, sizeof(gen_name), "%.250s.", o->name);
-            json_t *inv = json_pack("{s:s,s:s,s:s,s:s}", "apiVersion", KST_GROUP "/" KST_VERSION, "kind",
-                                    kind, "namespace", o->ns, "name", o->name);
-            if (inv && o->uid)
-                json_object_set_new(inv, "uid", json_string(o->uid));
-            *event = json_pack("{s:s,s:s,s:{s:s,s:s},s:o,s:s,s:s,s:s,s:{s:s},s:s,s:s,s:i,s:s,s:s}",
-                               "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen_name,
-                               "namespace", o->ns, "involvedObject", inv, "reason", w[C_READY].reason,
-                               "message", w[C_READY].message ? w[C_READY].message : "", "type",
-                               w[C_READY].st == 'T' ? "Normal" : "Warning", "source", "component",
-                               k->component, "firstTimestamp", now, "lastTimestamp", now, "count", 1,
-                               "reportingComponent", k->component, "reportingInstance", k->instance);
+            k8s_event_t ev = {KST_GROUP "/" KST_VERSION, kind, o->ns, o->name, o->uid,
+                              w[C_READY].st == 'T' ? "Normal" : "Warning", w[C_READY].reason,
+                              w[C_READY].message};
+            *event = k8s_event_build(k->events, &ev);
             if (*event == NULL)
                 rc = BD_ENOMEM;
         }
@@ -755,46 +760,12 @@ static int desired_status(kst_t *k, kst_obj_t *o, json_t **out, json_t **event, 
 
 /* ---- writing -------------------------------------------------------------------------- */
 
-static void on_event(void *arg, const k8s_resp_t *r)
-{
-    ev_ctx_t *e = arg;
-    kst_t *k = e->k;
-    if (r->code == BD_OK) {
-        k->st.events++;
-    } else {
-        k->st.event_errors++;
-        bd_warn("status: creating an Event failed: %s (%s)", r->message, bd_strerror(r->code));
-    }
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        k->events = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    free(e);
-}
-
 static void send_event(kst_t *k, kst_obj_t *o)
 {
-    json_t *ev = o->event;
+    /* best effort: the recorder counts and logs a failure */
+    (void)k8s_event_send(k->events, o->event);
+    json_decref(o->event);
     o->event = NULL;
-    ev_ctx_t *e = calloc(1, sizeof(*e));
-    if (e == NULL) {
-        json_decref(ev);
-        k->st.event_errors++;
-        return;
-    }
-    e->k = k;
-    if (k8s_create(k->c, &EVENT_RES, o->ns, ev, on_event, e, &e->call) != BD_OK) {
-        free(e);
-        k->st.event_errors++;
-    } else {
-        e->next = k->events;
-        if (k->events)
-            k->events->prev = e;
-        k->events = e;
-    }
-    json_decref(ev);
 }
 
 static bool retriable(int code) { return code != BD_ENOTFOUND && code != BD_EINVAL; }
@@ -939,6 +910,10 @@ int kst_flush(kst_t *k)
 void kst_stats(const kst_t *k, kst_stats_t *st)
 {
     *st = k->st;
+    k8s_events_stats_t es;
+    k8s_events_stats(k->events, &es);
+    st->events = es.created;
+    st->event_errors = es.errors;
     st->pending = bd_hmap_count(k->dirty);
     st->objects = bd_hmap_count(k->objs);
 }

@@ -15,6 +15,8 @@
  * reason, message, lastTransitionTime, observedGeneration):
  *   Ready        the projector's verdict (proj_status): True/False, its reason and message
  *                (Ready, InvalidSpec, DuplicateZone, CnameConflict, RecordConflict, ...)
+ *                A Bind9Instance the instance_problem hook finds a problem with: False
+ *                with the hook's reason and message.
  *   Progressing  False/Reconciled; a Bind9Instance whose readyReplicas (from the
  *                ready_replicas hook) is below its replicas: True/RollingOut
  *   Degraded     True with the Ready reason when not Ready, else False/AsExpected
@@ -62,6 +64,12 @@ typedef struct kst_opts {
     /* Ready replicas of a Bind9Instance, or -1 when unknown. NULL: unknown. */
     int32_t (*ready_replicas)(void *arg, const char *ns, const char *name);
     void *ready_replicas_arg;
+    /* Why a Bind9Instance the projector finds valid cannot run now (e.g. wla_problem: the
+     * Secret of its spec.rndcKey.secretRef is missing), or NULL; *reason gets the Ready
+     * reason. Both borrowed for the call. Mark the instance when the answer changes. NULL:
+     * never. */
+    const char *(*instance_problem)(void *arg, const char *ns, const char *name, const char **reason);
+    void *instance_problem_arg;
     const char *component;  /* Event source.component; default "bindy" (copied) */
     const char *instance;   /* Event reportingInstance (pod name); default "" (copied) */
     unsigned max_inflight;  /* status writes in flight at most; default 64 */
@@ -95,6 +103,14 @@ int kst_mark(kst_t *k, const char *key);
 int kst_mark_changes(kst_t *k, const jnl_event_t *ev, const proj_changes_t *ch);
 /* Mark every observed object (a new leader: only what differs is written). */
 int kst_mark_all(kst_t *k);
+/*
+ * Continuity at takeover: servers publish zone at serial, above the projection's (a new
+ * leader that journaled fewer versions than its predecessor). The zone's DNSZones get at
+ * least that serial in status.serial at the next flush; every replica journals it and its
+ * projector takes it as a floor, so the next change goes above what servers hold. The
+ * floor is dropped once the projection reaches it. BD_OK, BD_ENOMEM.
+ */
+int kst_serial_floor(kst_t *k, const char *zone, uint32_t serial);
 
 /*
  * Write what is due: nothing unless the fence allows (marks are kept for later). Writes

@@ -12,10 +12,12 @@
 
 #include <ev.h>
 #include <openssl/evp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
 #include "hmap.h"
 #include "keys.h"
 #include "log.h"
@@ -26,10 +28,11 @@
 #define WLA_WAIT_MIN 0.5
 #define WLA_WAIT_MAX 30.0
 #define WLA_KEY_MAX 320
+#define WLA_INSTANCE_API_VERSION "bindy.firestoned.io/v1beta1"
 
 typedef struct wla_inst wla_inst_t;
 
-typedef enum { OP_NONE, OP_APPLY, OP_GET, OP_DELETE } wla_op_t;
+typedef enum { OP_NONE, OP_APPLY, OP_GET, OP_DELETE, OP_PROBE } wla_op_t;
 
 typedef struct {
     wla_inst_t *i;
@@ -54,7 +57,19 @@ struct wla_inst {
     wla_slot_t slot[WL_OBJ_COUNT];
     bool have[WL_OBJ_COUNT];
     uint8_t hash[WL_OBJ_COUNT][WLA_HASH_LEN];
+    /* Events: an apply is a change only if the object's resourceVersion moved, so the
+     * version before it must be known (from our last answer, or a read: a probe). */
+    bool rv_known[WL_OBJ_COUNT];
+    char *rv[WL_OBJ_COUNT];            /* NULL while known: the object does not exist */
+    uint64_t fail_digest[WL_OBJ_COUNT]; /* the ApplyFailed last posted (0: none) */
+    bool again;                         /* the batch probed: apply in the next one */
     k8s_call_t *secret_call; /* GET of <inst>-keys */
+    /* spec.rndcKey.secretRef: the key read from it (wiped) and for which Secret and data
+     * key; while it cannot be had, why (the instance is not applied meanwhile) */
+    k8s_call_t *ref_call;
+    char *ref_name, *ref_key, *ref_b64;
+    char *problem;
+    double ref_due, ref_wait;
     char *rndc_alg_want;     /* the algorithm to generate for (copied at step) */
     char *rndc_b64;          /* cached rndc secret; wiped */
     /* this instance's Service ClusterIP (its secondaries pull from it) */
@@ -71,8 +86,11 @@ struct wla {
     uint16_t hp_port;
     bool (*fence)(void *arg);
     void *fence_arg;
+    void (*on_problem)(void *arg, const char *key);
+    void *on_problem_arg;
     bd_hmap_t *insts; /* key -> wla_inst_t */
     bd_hmap_t *dirty; /* key -> wla_inst_t (marked) */
+    k8s_events_t *events; /* on the instances: objects created, updated, deleted, refused */
     char *hp_ip;
     k8s_call_t *hp_call;
     double hp_due, hp_wait;
@@ -145,6 +163,54 @@ static bool fence_ok(wla_t *w)
     return true;
 }
 
+/* ---- events and resourceVersions ------------------------------------------------------- */
+
+/* What we know of object k's resourceVersion: rv (NULL: it does not exist). Out of memory
+ * leaves it unknown, which costs a read before the next apply. */
+static void rv_set(wla_inst_t *i, int k, const char *rv)
+{
+    free(i->rv[k]);
+    i->rv[k] = rv != NULL ? strdup(rv) : NULL;
+    i->rv_known[k] = rv == NULL || i->rv[k] != NULL;
+}
+
+/* Someone else may have written meanwhile (another leader): read before applying again. */
+static void rv_forget(wla_inst_t *i)
+{
+    for (int k = 0; k < WL_OBJ_COUNT; k++) {
+        free(i->rv[k]);
+        i->rv[k] = NULL;
+        i->rv_known[k] = false;
+        i->fail_digest[k] = 0;
+    }
+}
+
+static const char *obj_rv(const json_t *obj)
+{
+    return json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+}
+
+static uint64_t fnv64(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+/* An Event on the instance (best effort: the recorder logs a failure). */
+__attribute__((format(printf, 4, 5))) static void post(wla_inst_t *i, const char *type, const char *reason,
+                                                       const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    k8s_event_t ev = {WLA_INSTANCE_API_VERSION, "Bind9Instance", i->ns, i->name, i->uid, type, reason, msg};
+    (void)k8s_event_post(i->w->events, &ev);
+}
+
 /* ---- scheduling ------------------------------------------------------------------------ */
 
 static void flush(wla_t *w);
@@ -191,6 +257,31 @@ static void inst_cancel(wla_inst_t *i)
     i->pending = 0;
     call_drop(i->w, &i->secret_call);
     call_drop(i->w, &i->ip_call);
+    call_drop(i->w, &i->ref_call);
+}
+
+/* Forget the key read from spec.rndcKey.secretRef (read again when next needed). */
+static void ref_forget(wla_inst_t *i)
+{
+    wipe_free(i->ref_b64);
+    free(i->ref_name);
+    free(i->ref_key);
+    i->ref_b64 = i->ref_name = i->ref_key = NULL;
+    i->ref_due = i->ref_wait = 0;
+}
+
+/* Why the instance cannot be applied (NULL: it can); the caller hears of each change. */
+static void set_problem(wla_inst_t *i, const char *msg)
+{
+    if (msg == i->problem || (msg && i->problem && strcmp(msg, i->problem) == 0))
+        return;
+    char *m = msg ? strdup(msg) : NULL;
+    if (msg && m == NULL)
+        return; /* out of memory: the next read tries again */
+    free(i->problem);
+    i->problem = m;
+    if (i->w->on_problem != NULL)
+        i->w->on_problem(i->w->on_problem_arg, i->key);
 }
 
 static void inst_free(wla_inst_t *i)
@@ -205,10 +296,16 @@ static void inst_free(wla_inst_t *i)
     free(i->rndc_alg_want);
     wipe_free(i->rndc_b64);
     free(i->svc_ip);
+    rv_forget(i);
+    ref_forget(i);
+    free(i->problem);
     free(i);
 }
 
-static bool inst_busy(const wla_inst_t *i) { return i->pending > 0 || i->secret_call != NULL; }
+static bool inst_busy(const wla_inst_t *i)
+{
+    return i->pending > 0 || i->secret_call != NULL || i->ref_call != NULL;
+}
 
 /* The state of key, created when absent. NULL: BD_EINVAL (not "ns/name") or out of memory. */
 static wla_inst_t *inst_get(wla_t *w, const char *key, int *rc)
@@ -483,6 +580,7 @@ static void on_secret(void *arg, const k8s_resp_t *r)
     i->secret_call = NULL;
     w->st.inflight--;
     if (r->code == BD_OK || r->code == BD_ENOTFOUND) {
+        rv_set(i, WL_SECRET, r->code == BD_OK ? obj_rv(r->body) : NULL);
         char *alg = NULL, *sec = NULL;
         int rc = r->code == BD_OK ? wl_rndc_from_secret(r->body, &alg, &sec) : BD_ENOTFOUND;
         free(alg);
@@ -509,6 +607,103 @@ static void on_secret(void *arg, const k8s_resp_t *r)
     schedule(w, loop_now(w));
 }
 
+/* The Secret of spec.rndcKey.secretRef was read: keep its key, or say why there is none
+ * and read again later (0.5 s doubling to 30 s: the user may create it any time). */
+static void on_ref(void *arg, const k8s_resp_t *r)
+{
+    wla_inst_t *i = arg;
+    wla_t *w = i->w;
+    i->ref_call = NULL;
+    w->st.inflight--;
+    char msg[700];
+    msg[0] = 0;
+    if (r->code == BD_OK) {
+        char *b64 = NULL;
+        int rc = wl_rndc_from_ref(r->body, i->ref_key, &b64);
+        if (rc == BD_OK) {
+            wipe_free(i->ref_b64);
+            i->ref_b64 = b64;
+            i->ref_wait = i->ref_due = 0;
+            set_problem(i, NULL);
+        } else if (rc == BD_ENOTFOUND) {
+            snprintf(msg, sizeof(msg), "spec.rndcKey.secretRef: Secret %s/%s has no key \"%s\"", i->ns, i->ref_name,
+                     i->ref_key);
+        } else {
+            snprintf(msg, sizeof(msg), "spec.rndcKey.secretRef: Secret %s/%s key \"%s\" is not base64 key material",
+                     i->ns, i->ref_name, i->ref_key);
+        }
+    } else if (r->code == BD_ENOTFOUND) {
+        snprintf(msg, sizeof(msg), "spec.rndcKey.secretRef: Secret %s/%s (key \"%s\") not found", i->ns, i->ref_name,
+                 i->ref_key);
+    } else {
+        w->st.errors++;
+        bd_warn("workload %s/%s Secret: read failed: %s (%s); retrying", i->ns, i->ref_name, r->message,
+                bd_strerror(r->code));
+    }
+    if (i->ref_b64 == NULL) {
+        if (msg[0]) {
+            if (i->problem == NULL || strcmp(i->problem, msg) != 0)
+                bd_warn("workload %s Bind9Instance: %s; not applied until it is", i->key, msg);
+            set_problem(i, msg);
+        }
+        i->ref_wait = i->ref_wait == 0 ? WLA_WAIT_MIN : (i->ref_wait * 2 > WLA_WAIT_MAX ? WLA_WAIT_MAX : i->ref_wait * 2);
+        i->ref_due = loop_now(w) + i->ref_wait;
+    }
+    if (inst_mark(i) != BD_OK)
+        bd_warn("workload %s Bind9Instance: out of memory", i->key);
+    schedule(w, loop_now(w));
+}
+
+/* The key of spec.rndcKey.secretRef into *b64 (borrowed), or NULL without a reference.
+ * BD_EBUSY: not known yet (a read started, or one is due at i->due). */
+static int ref_key(wla_inst_t *i, const res_instance_t *in, const char **b64)
+{
+    wla_t *w = i->w;
+    *b64 = NULL;
+    if (in->rndc_secret_name == NULL) {
+        if (i->ref_name != NULL && i->ref_b64 != NULL) { /* the key last in use stays */
+            wipe_free(i->rndc_b64);
+            i->rndc_b64 = i->ref_b64;
+            i->ref_b64 = NULL;
+        }
+        if (i->ref_name != NULL)
+            ref_forget(i);
+        set_problem(i, NULL);
+        return BD_OK;
+    }
+    const char *key = in->rndc_secret_key ? in->rndc_secret_key : WL_RNDC_REF_KEY;
+    if (i->ref_name == NULL || strcmp(i->ref_name, in->rndc_secret_name) != 0 || strcmp(i->ref_key, key) != 0) {
+        ref_forget(i); /* another Secret or key: read it at once */
+        i->ref_name = strdup(in->rndc_secret_name);
+        i->ref_key = strdup(key);
+        if (i->ref_name == NULL || i->ref_key == NULL) {
+            ref_forget(i);
+            i->due = loop_now(w) + WLA_WAIT_MIN;
+            return BD_EBUSY;
+        }
+    }
+    if (i->ref_b64 != NULL) {
+        *b64 = i->ref_b64;
+        return BD_OK;
+    }
+    if (i->ref_due > loop_now(w)) {
+        i->due = i->ref_due;
+        return BD_EBUSY;
+    }
+    char bk[WLA_KEY_MAX];
+    backoff_key(bk, "secrets", i->ns, i->ref_name);
+    char *path = k8s_path(&SECRET_RES, i->ns, i->ref_name, NULL);
+    k8s_req_t req = {.method = K8S_GET, .path = path, .backoff_key = bk};
+    if (path != NULL && k8s_call(w->c, &req, on_ref, i, &i->ref_call) == BD_OK) {
+        w->st.inflight++;
+        w->st.reads++;
+    } else {
+        i->due = loop_now(w) + WLA_WAIT_MIN;
+    }
+    free(path);
+    return BD_EBUSY;
+}
+
 /* ---- completions ------------------------------------------------------------------------ */
 
 static void batch_done(wla_inst_t *i)
@@ -516,14 +711,16 @@ static void batch_done(wla_inst_t *i)
     wla_t *w = i->w;
     if (i->pending > 0)
         return;
-    if (i->failed) {
-        i->failed = false;
-        /* retried at once: the calls' backoff keys make the client wait */
+    if (i->failed || i->again) {
+        i->failed = i->again = false;
+        /* retried at once: the calls' backoff keys make the client wait; after probes,
+         * the applies follow at once */
         if (inst_mark(i) != BD_OK)
             bd_warn("workload %s Bind9Instance: out of memory", i->key);
     } else if (i->deleting) {
         i->deleting = false;
         memset(i->have, 0, sizeof(i->have));
+        rv_forget(i);
         if (!i->marked && i->ip_call == NULL) {
             bd_info("workload %s Bind9Instance: its workloads are deleted", i->key);
             inst_drop(i);
@@ -549,17 +746,57 @@ static void on_apply(void *arg, const k8s_resp_t *r)
     wla_t *w = i->w;
     int k = s->k;
     slot_end(s);
+    char name[WL_OBJ_NAME_MAX];
+    wl_name((wl_obj_t)k, i->name, name);
+    const char *kind = wl_kind((wl_obj_t)k);
     if (r->code == BD_OK) {
         w->st.applies++;
         i->have[k] = true;
         memcpy(i->hash[k], s->sent, WLA_HASH_LEN);
+        /* a server-side apply that changes nothing keeps the resourceVersion */
+        const char *rv = obj_rv(r->body);
+        bool created = r->status == 201 || (i->rv_known[k] && i->rv[k] == NULL);
+        bool updated = !created && i->rv_known[k] && rv != NULL && strcmp(i->rv[k], rv) != 0;
+        if (created || updated)
+            post(i, "Normal", created ? "Created" : "Updated", "%s %s %s", created ? "created" : "updated", kind,
+                 name);
+        rv_set(i, k, rv);
+        i->fail_digest[k] = 0;
         if (k == WL_SERVICE)
             learn_ip(i, cluster_ip(r->body));
     } else {
         w->st.errors++;
         i->have[k] = false;
         i->failed = true;
-        bd_warn("workload %s/%s %s: apply failed: %s (%s); retrying", i->ns, i->name, wl_kind((wl_obj_t)k),
+        bd_warn("workload %s/%s %s: apply failed: %s (%s); retrying", i->ns, i->name, kind, r->message,
+                bd_strerror(r->code));
+        /* once per outcome: the retries of the same refusal post nothing more */
+        char d[1100];
+        snprintf(d, sizeof(d), "%d\n%s", r->code, r->message);
+        uint64_t digest = fnv64(d);
+        if (digest != i->fail_digest[k]) {
+            i->fail_digest[k] = digest;
+            /* an Event is readable by more people than the Secret: no echo of its fields */
+            post(i, "Warning", "ApplyFailed", "applying %s %s failed: %s (%s, HTTP %d)", kind, name,
+                 k == WL_SECRET ? "refused" : r->message, bd_strerror(r->code), r->status);
+        }
+    }
+    batch_done(i);
+}
+
+/* The read before a first apply: the object's resourceVersion, or that it does not exist. */
+static void on_probe(void *arg, const k8s_resp_t *r)
+{
+    wla_slot_t *s = arg;
+    wla_inst_t *i = s->i;
+    int k = s->k;
+    slot_end(s);
+    if (r->code == BD_OK || r->code == BD_ENOTFOUND) {
+        rv_set(i, k, r->code == BD_OK ? obj_rv(r->body) : NULL);
+    } else {
+        i->w->st.errors++;
+        i->failed = true;
+        bd_warn("workload %s/%s %s: read failed: %s (%s); retrying", i->ns, i->name, wl_kind((wl_obj_t)k),
                 r->message, bd_strerror(r->code));
     }
     batch_done(i);
@@ -577,8 +814,12 @@ static void on_delete(void *arg, const k8s_resp_t *r)
     slot_end(s);
     if (r->code == BD_OK || r->code == BD_ENOTFOUND) {
         w->st.deletes++;
-        if (unrendered)
+        if (unrendered) {
             i->have[k] = false;
+            if (r->code == BD_OK)
+                post(i, "Normal", "Deleted", "deleted %s %s (no longer rendered)", s->ref.kind, s->ref.name);
+            rv_set(i, k, NULL);
+        }
         bd_info("workload %s/%s %s: deleted", s->ref.ns, s->ref.name, s->ref.kind);
     } else {
         if (r->code != BD_ECONFLICT) /* a precondition: read again */
@@ -597,6 +838,8 @@ static void on_get_owned(void *arg, const k8s_resp_t *r)
     wla_t *w = i->w;
     if (r->code == BD_ENOTFOUND) {
         slot_end(s);
+        if (s->unrendered)
+            rv_set(i, s->k, NULL);
         batch_done(i);
         return;
     }
@@ -611,6 +854,8 @@ static void on_get_owned(void *arg, const k8s_resp_t *r)
     }
     if (i->uid == NULL || !wl_owned_by(r->body, i->uid)) {
         slot_end(s);
+        if (s->unrendered) /* someone else's: nothing of ours to delete */
+            rv_set(i, s->k, NULL);
         bd_info("workload %s/%s %s: not controlled by Bind9Instance %s (uid %s); left alone", s->ref.ns, s->ref.name,
                 s->ref.kind, i->key, i->uid ? i->uid : "?");
         batch_done(i);
@@ -680,6 +925,9 @@ static void step_delete(wla_inst_t *i)
     i->rndc_b64 = NULL;
     free(i->svc_ip);
     i->svc_ip = NULL;
+    call_drop(w, &i->ref_call);
+    ref_forget(i);
+    set_problem(i, NULL);
     if (i->uid == NULL) {
         bd_debug("workload %s Bind9Instance: gone, uid unknown: its objects are left to the garbage collector",
                  i->key);
@@ -756,6 +1004,9 @@ static void step(wla_inst_t *i)
         free(path);
         return;
     }
+    const char *ref_b64 = NULL;
+    if (ref_key(i, in, &ref_b64) != BD_OK)
+        return; /* waiting for the instance's own rndc key: still marked */
     if (!fence_ok(w))
         return;
 
@@ -770,9 +1021,9 @@ static void step(wla_inst_t *i)
         .xfr_algorithm = w->xfr_alg,
         .xfr_secret_b64 = w->xfr_b64,
         .rndc_secret_b64 = i->rndc_b64,
-        /* bindy does not yet verify pods' serials and set the gate (EndpointSlice
-         * discovery is still to come): until it does, no gate, or no pod would be Ready */
-        .no_readiness_gate = true,
+        .rndc_ref_b64 = ref_b64,
+        /* the gate is set by src/readiness once the pod publishes every serial */
+        .no_readiness_gate = false,
     };
     wl_objects_t objs;
     bd_err_t err;
@@ -785,15 +1036,47 @@ static void step(wla_inst_t *i)
         bd_error("workload %s Bind9Instance: cannot render: %s", i->key, err.msg);
         return;
     }
+    /* first apply this leadership: read the version each object has, or an apply that
+     * changes nothing could not be told from one that does (Events); the applies follow
+     * in the next batch, all together */
+    for (int k = 0; k < WL_OBJ_COUNT; k++) {
+        wla_slot_t *s = &i->slot[k];
+        const json_t *obj = objs.obj[k];
+        if (obj == NULL || i->rv_known[k] || (i->have[k] && obj_hash(obj, s->sent) == BD_OK &&
+                                              memcmp(i->hash[k], s->sent, WLA_HASH_LEN) == 0))
+            continue;
+        char g[64], v[32];
+        k8s_res_t res = ref_res(wl_api_version((wl_obj_t)k), wl_resource((wl_obj_t)k), wl_kind((wl_obj_t)k), g, v);
+        s->k = k;
+        s->unrendered = false;
+        s->op = OP_PROBE;
+        if (start_slot_call(s, K8S_GET, &res, i->ns,
+                            json_string_value(json_object_get(json_object_get(obj, "metadata"), "name")), NULL,
+                            NULL, on_probe) == BD_OK) {
+            w->st.reads++;
+            i->again = true;
+        } else {
+            s->op = OP_NONE;
+            i->failed = true;
+            w->st.errors++;
+        }
+    }
+    if (i->again || i->failed) {
+        wl_objects_deinit(&objs);
+        batch_done(i);
+        return;
+    }
     for (int k = 0; k < WL_OBJ_COUNT; k++) {
         wla_slot_t *s = &i->slot[k];
         s->k = k;
         s->unrendered = false;
         const json_t *obj = objs.obj[k];
         if (obj == NULL) {
-            if (!i->have[k])
-                continue;
-            /* applied by us and no longer wanted (the PDB at replicas 1) */
+            if (!i->have[k] && i->rv_known[k] && i->rv[k] == NULL)
+                continue; /* known: nothing of ours by that name */
+            /* no longer wanted (the PDB at replicas 1, the Deployment once a StatefulSet
+             * replaces it): applied by us, delete it; else one may be left from before
+             * this leadership: read it and delete it if the instance controls it */
             s->ref.api_version = wl_api_version((wl_obj_t)k);
             s->ref.kind = wl_kind((wl_obj_t)k);
             s->ref.resource = wl_resource((wl_obj_t)k);
@@ -801,8 +1084,19 @@ static void step(wla_inst_t *i)
             if (wl_name((wl_obj_t)k, i->name, s->ref.name) != BD_OK)
                 continue;
             s->unrendered = true;
-            if (fence_ok(w) && start_delete_call(s, NULL) == BD_OK)
-                continue;
+            if (i->have[k]) {
+                if (fence_ok(w) && start_delete_call(s, NULL) == BD_OK)
+                    continue;
+            } else {
+                char g[64], v[32];
+                k8s_res_t res = ref_res(s->ref.api_version, s->ref.resource, s->ref.kind, g, v);
+                s->op = OP_GET;
+                if (start_slot_call(s, K8S_GET, &res, s->ref.ns, s->ref.name, NULL, NULL, on_get_owned) == BD_OK) {
+                    w->st.reads++;
+                    continue;
+                }
+                w->st.errors++;
+            }
             s->op = OP_NONE;
             i->failed = true;
             continue;
@@ -910,8 +1204,15 @@ int wla_new(k8s_client_t *c, const wla_opts_t *o, wla_t **out, bd_err_t *err)
     w->hp_port = o->hidden_primary_port;
     w->fence = o->fence;
     w->fence_arg = o->fence_arg;
+    w->on_problem = o->on_problem;
+    w->on_problem_arg = o->on_problem_arg;
     w->insts = bd_hmap_new();
     w->dirty = bd_hmap_new();
+    int rc = k8s_events_new(c, o->event_component, o->event_instance, &w->events, err);
+    if (rc != BD_OK) {
+        wla_free(w);
+        return rc;
+    }
     ev_timer_init(&w->timer, timer_cb, 0.0, 0.0);
     w->timer.data = w;
     if (!w->op_ns || !w->hp_name || (o->image_repository && !w->image) || (o->catalog_suffix && !w->suffix) ||
@@ -940,6 +1241,7 @@ void wla_free(wla_t *w)
     }
     bd_hmap_free(w->insts);
     bd_hmap_free(w->dirty);
+    k8s_events_free(w->events);
     free(w->op_ns);
     free(w->hp_name);
     free(w->image);
@@ -1014,12 +1316,14 @@ void wla_reset(wla_t *w)
         wla_inst_t *i = v;
         bool busy = inst_busy(i) || i->deleting;
         inst_cancel(i);
-        i->deleting = i->failed = false;
+        i->deleting = i->failed = i->again = false;
         memset(i->have, 0, sizeof(i->have));
+        rv_forget(i);
         wipe_free(i->rndc_b64);
         i->rndc_b64 = NULL;
         free(i->svc_ip);
         i->svc_ip = NULL;
+        ref_forget(i); /* the Secret may change while we do not lead */
         i->due = i->wait = i->ip_due = i->ip_wait = 0;
         if (busy && inst_mark(i) != BD_OK) /* its work was interrupted: redo it */
             bd_warn("workload %s Bind9Instance: out of memory", i->key);
@@ -1029,7 +1333,38 @@ void wla_reset(wla_t *w)
 void wla_stats(const wla_t *w, wla_stats_t *st)
 {
     *st = w->st;
+    k8s_events_stats_t es;
+    k8s_events_stats(w->events, &es);
+    st->events = es.created;
+    st->event_errors = es.errors;
     st->pending = bd_hmap_count(w->dirty);
 }
 
-bool wla_idle(const wla_t *w) { return bd_hmap_count(w->dirty) == 0 && w->st.inflight == 0; }
+bool wla_idle(const wla_t *w)
+{
+    k8s_events_stats_t es;
+    k8s_events_stats(w->events, &es);
+    return bd_hmap_count(w->dirty) == 0 && w->st.inflight == 0 && es.inflight == 0;
+}
+
+const char *wla_problem(const wla_t *w, const char *key, const char **reason)
+{
+    if (reason != NULL)
+        *reason = NULL;
+    const wla_inst_t *i = w != NULL && key != NULL ? bd_hmap_get(w->insts, key) : NULL;
+    if (i == NULL || i->problem == NULL)
+        return NULL;
+    if (reason != NULL)
+        *reason = WLA_REASON_RNDC_KEY;
+    return i->problem;
+}
+
+int wla_rndc_key(const wla_t *w, const char *key, char **secret_b64)
+{
+    *secret_b64 = NULL;
+    const wla_inst_t *i = w != NULL && key != NULL ? bd_hmap_get(w->insts, key) : NULL;
+    const char *k = i == NULL ? NULL : i->ref_name != NULL ? i->ref_b64 : i->rndc_b64;
+    if (k == NULL)
+        return BD_ENOTFOUND;
+    return (*secret_b64 = strdup(k)) != NULL ? BD_OK : BD_ENOMEM;
+}

@@ -1,6 +1,6 @@
 /*
  * apply.h - the workload applier: keeps every Bind9Instance's Kubernetes objects (the
- * Secret, ConfigMap, PVC, Service, Deployment and PDB that wl_render gives) applied, on
+ * Secret, ConfigMap, Service, Deployment or StatefulSet, and PDB that wl_render gives) applied, on
  * the elected leader, with no API call at rest.
  *
  * Use. After each applied event the caller marks the instances whose desired state
@@ -13,7 +13,10 @@
  *     to keep its rndc key (generated when the Secret has none; never logged); render
  *     (wl_render) and server-side apply (force, field manager "bindy") each object whose
  *     dumped bytes differ from what this wla last applied successfully for it. An object
- *     no longer rendered (the PDB at replicas 1, the PVC) that this wla applied is deleted.
+ *     no longer rendered (the PDB at replicas 1; the Deployment when a StatefulSet
+ *     replaces it, and vice versa) is deleted: at once when this wla applied it, else
+ *     after a read shows the instance controls it (once per leadership: then it is known
+ *     to be gone).
  *   - it is gone: every object wl_owned lists is read and deleted (preconditions uid and
  *     resourceVersion) when wl_owned_by holds for the instance uid this wla last saw
  *     (in the projection at a sync or mark_all); 404 counts as done. Without a known
@@ -26,6 +29,24 @@
  * is marked again and its calls carry a per-object backoff_key ("wla/<resource>/<ns>/<name>"),
  * so the client's per-key exponential backoff paces the retries. One instance's failure
  * never holds back the others.
+ *
+ * The rndc key. An instance's spec.rndcKey.secretRef (name, key; key defaults to
+ * WL_RNDC_REF_KEY) names a Secret in its namespace holding its own key: it is read once
+ * per leadership (again when the reference changes), written into keys.conf and the
+ * Secret's rndc-secret instead of the generated one, and is what wla_rndc_key gives (when
+ * the reference goes, the key last in use stays: no needless key change). While the Secret or its key is
+ * missing or malformed the instance is not applied (its objects stay as they are), is
+ * read again after 0.5 s doubling to 30 s, and wla_problem says why, naming the Secret
+ * and the key (never the key material). Other instances are not held back.
+ *
+ * Events (on the Bind9Instance, through the shared k8s_events recorder): Normal Created
+ * or Updated naming the object's kind and name when an apply really changed it (the API
+ * server answered 201, or its resourceVersion moved: a server-side apply that changes
+ * nothing keeps it), Normal Deleted when an object no longer rendered is removed,
+ * Warning ApplyFailed with the API error when an apply is refused (once per distinct
+ * error: its retries post nothing more). None at rest. To know the version an apply
+ * replaces, the first apply of each object after a takeover is preceded by a GET (the
+ * Secret's is the read that keeps the rndc key).
  *
  * Fencing. opts.fence (when set) is asked before every batch of writes: at wla_sync and
  * before each instance's applies or deletes. When it refuses, nothing is written and the
@@ -69,6 +90,12 @@ typedef struct wla_opts {
     /* May this replica write now (e.g. wraps le_fence_ok)? NULL: always. */
     bool (*fence)(void *arg);
     void *fence_arg;
+    /* Instance key's problem (wla_problem) appeared, changed or went: e.g. mark its status.
+     * Called on the loop, from the wla's callbacks. NULL: not told. */
+    void (*on_problem)(void *arg, const char *key);
+    void *on_problem_arg;
+    const char *event_component; /* Events' reportingComponent; NULL: "bindy" */
+    const char *event_instance;  /* Events' reportingInstance (pod name); NULL: "" */
 } wla_opts_t;
 
 /* Zeroes o (every default). */
@@ -103,12 +130,27 @@ typedef struct wla_stats {
     uint64_t errors;  /* calls that failed (each is retried) */
     uint64_t reads;   /* GETs: hidden-primary/upstream Services, Secrets, objects to delete */
     uint64_t fenced;  /* batches refused by the fence */
+    uint64_t events;  /* Events the API server accepted */
+    uint64_t event_errors;
     unsigned inflight; /* calls in flight */
     size_t pending;    /* instances marked and not yet done */
 } wla_stats_t;
 void wla_stats(const wla_t *w, wla_stats_t *st);
 
-/* Is there nothing left to do (no marks, no call in flight)? For tests and shutdown. */
+/* Why instance key ("ns/name") cannot be applied now, or NULL: a message naming the
+ * Secret and data key of its spec.rndcKey.secretRef, with *reason (may be NULL)
+ * WLA_REASON_RNDC_KEY. Borrowed: valid until the wla runs again. */
+#define WLA_REASON_RNDC_KEY "RndcKeyUnavailable"
+const char *wla_problem(const wla_t *w, const char *key, const char **reason);
+
+/* The rndc key (base64) bindy uses for instance key: the one from its
+ * spec.rndcKey.secretRef when it has one, else the one it generated. BD_OK and a new
+ * string in *secret_b64 (wipe, then free); BD_ENOTFOUND when not known (yet, or any more
+ * after wla_reset); BD_ENOMEM. Never logged. */
+int wla_rndc_key(const wla_t *w, const char *key, char **secret_b64);
+
+/* Is there nothing left to do (no marks, no call or Event post in flight)? For tests and
+ * shutdown. */
 bool wla_idle(const wla_t *w);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * workload.c - Bind9Instance -> Deployment, Service, ConfigMap, Secret, PDB, PVC.
+ * workload.c - Bind9Instance -> Deployment or StatefulSet, Service, ConfigMap, Secret, PDB.
  *
  * Objects are built with json_pack: a nested builder that fails returns NULL, and a NULL
  * where json_pack expects an object ("o") makes the enclosing call fail too, so one NULL
@@ -30,9 +30,9 @@ static const struct {
 } kinds[WL_OBJ_COUNT] = {
     [WL_SECRET] = {"Secret", "v1", "secrets", "-keys"},
     [WL_CONFIGMAP] = {"ConfigMap", "v1", "configmaps", "-config"},
-    [WL_PVC] = {"PersistentVolumeClaim", "v1", "persistentvolumeclaims", "-data"},
     [WL_SERVICE] = {"Service", "v1", "services", ""},
     [WL_DEPLOYMENT] = {"Deployment", "apps/v1", "deployments", ""},
+    [WL_STATEFULSET] = {"StatefulSet", "apps/v1", "statefulsets", ""},
     [WL_PDB] = {"PodDisruptionBudget", "policy/v1", "poddisruptionbudgets", "-pdb"},
 };
 
@@ -123,6 +123,24 @@ static int b64_decode(const char *in, char **out)
     }
     *out = buf;
     return BD_OK;
+}
+
+/* Strict padded base64 (what named accepts in a key's secret clause, and nothing that
+ * could end the quoted string it is written into). */
+static bool b64_valid(const char *s, size_t n)
+{
+    if (n == 0 || n % 4 != 0)
+        return false;
+    size_t pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '=') {
+            pad++;
+            continue;
+        }
+        if (pad > 0 || s[i] == '\0' || strchr(b64chars, s[i]) == NULL)
+            return false;
+    }
+    return pad <= 2 && pad < n;
 }
 
 /* FNV-1a 64: a stable fingerprint of named.conf for the pod template (not a secret). */
@@ -240,7 +258,9 @@ static json_t *render_secret(const ctx_t *c, const char *keys)
     const char *alg = c->in->rndc_algorithm;
     char *k = b64_encode(keys, strlen(keys));
     char *a = b64_encode(alg, strlen(alg));
-    char *s = b64_encode(c->o->rndc_secret_b64, strlen(c->o->rndc_secret_b64));
+    /* the key in use: what rndc to this instance needs (bindy reads it back from here) */
+    const char *use = c->o->rndc_ref_b64 ? c->o->rndc_ref_b64 : c->o->rndc_secret_b64;
+    char *s = b64_encode(use, strlen(use));
     json_t *obj = object(c, WL_SECRET);
     int rc = BD_OK;
     put(obj, "type", json_string("Opaque"), &rc);
@@ -252,8 +272,18 @@ static json_t *render_secret(const ctx_t *c, const char *keys)
     return finish(obj, rc);
 }
 
-static json_t *render_pvc(const ctx_t *c, const json_t *claim)
+/* spec.storage.persistentVolumeClaim without claimName: one claim per pod, from the
+ * StatefulSet's volumeClaimTemplates (replicas cannot share one ReadWriteOnce claim). */
+static bool claim_per_pod(const res_instance_t *in)
 {
+    return in->storage == RES_STORAGE_PVC &&
+           json_object_get(json_object_get(in->storage_spec, "persistentVolumeClaim"), "claimName") == NULL;
+}
+
+/* The volumeClaimTemplate named "data" (the pod's volume name) for claim_per_pod. */
+static json_t *claim_template(const ctx_t *c)
+{
+    const json_t *claim = json_object_get(c->in->storage_spec, "persistentVolumeClaim");
     const json_t *modes = json_object_get(claim, "accessModes");
     const char *size = json_string_value(json_object_get(claim, "size"));
     const char *cls = json_string_value(json_object_get(claim, "storageClassName"));
@@ -263,12 +293,11 @@ static json_t *render_pvc(const ctx_t *c, const json_t *claim)
     int rc = BD_OK;
     if (cls)
         put(spec, "storageClassName", json_string(cls), &rc);
-    json_t *obj = object(c, WL_PVC);
-    if (rc == BD_OK)
-        put(obj, "spec", spec, &rc); /* spec is released by put either way */
-    else
+    if (rc != BD_OK) {
         json_decref(spec);
-    return finish(obj, rc);
+        return NULL;
+    }
+    return json_pack("{s:{s:s, s:o}, s:o}", "metadata", "name", "data", "labels", labels(c), "spec", spec);
 }
 
 static json_t *render_service(const ctx_t *c)
@@ -345,21 +374,24 @@ static json_t *image_of(const ctx_t *c, const res_t *cluster)
     return v;
 }
 
+/* The pod's "data" volume; with claim_per_pod the StatefulSet's claim template gives it. */
 static json_t *data_volume(const ctx_t *c)
 {
     const json_t *st = c->in->storage_spec;
     if (c->in->storage == RES_STORAGE_PVC) {
         const json_t *claim = json_object_get(st, "persistentVolumeClaim");
-        const char *name = json_string_value(json_object_get(claim, "claimName"));
         return json_pack("{s:s, s:{s:s}}", "name", "data", "persistentVolumeClaim", "claimName",
-                         name ? name : c->names[WL_PVC]);
+                         json_string_value(json_object_get(claim, "claimName")));
     }
     const json_t *ed = c->in->storage == RES_STORAGE_EMPTYDIR ? json_object_get(st, "emptyDir") : NULL;
     return json_pack("{s:s, s:o}", "name", "data", "emptyDir", ed ? json_deep_copy(ed) : json_object());
 }
 
-static json_t *render_deployment(const ctx_t *c, const res_t *cluster, const char *conf)
+/* The Deployment, or with claim_per_pod the StatefulSet (k): the same pod template,
+ * labels and selector, so the Service and the PDB select the pods of either. */
+static json_t *render_workload(const ctx_t *c, const res_t *cluster, const char *conf, wl_obj_t k)
 {
+    const bool sts = k == WL_STATEFULSET;
     char hash[17];
     fnv1a64_hex(conf, hash);
     const res_instance_t *in = c->in;
@@ -381,20 +413,22 @@ static json_t *render_deployment(const ctx_t *c, const res_t *cluster, const cha
 
     json_t *pod = json_pack(
         "{s:b, s:b, s:{s:b, s:i, s:i, s:i, s:{s:s}, s:[{s:s, s:s}]}, s:[{s:s}], s:[o],"
-        " s:[{s:s, s:{s:s}}, {s:s, s:{s:s, s:i, s:[{s:s, s:s}]}}, o, {s:s, s:{}}, {s:s, s:{}}],"
+        " s:[{s:s, s:{s:s}}, {s:s, s:{s:s, s:i, s:[{s:s, s:s}]}}, {s:s, s:{}}, {s:s, s:{}}],"
         " s:o, s:o}",
         "automountServiceAccountToken", 0, "enableServiceLinks", 0, "securityContext", "runAsNonRoot", 1, "runAsUser",
         WL_RUN_AS, "runAsGroup", WL_RUN_AS, "fsGroup", WL_RUN_AS, "seccompProfile", "type", "RuntimeDefault",
         "sysctls", "name", "net.ipv4.ip_unprivileged_port_start", "value", "53", "readinessGates", "conditionType",
         WL_READINESS_GATE, "containers", rc == BD_OK ? container : NULL, "volumes", "name", "config", "configMap",
         "name", c->names[WL_CONFIGMAP], "name", "keys", "secret", "secretName", c->names[WL_SECRET], "defaultMode",
-        0440, "items", "key", "keys.conf", "path", "keys.conf", data_volume(c), "name", "run", "emptyDir", "name",
+        0440, "items", "key", "keys.conf", "path", "keys.conf", "name", "run", "emptyDir", "name",
         "tmp", "emptyDir", "affinity", in->affinity ? copy(in->affinity) : default_affinity(c),
         "topologySpreadConstraints", in->topology_spread ? copy(in->topology_spread) : default_spread(c));
     if (rc != BD_OK) { /* json_pack released the container (stolen) only when it got it */
         json_decref(container);
         container = NULL;
     }
+    if (pod && !sts && json_array_insert_new(json_object_get(pod, "volumes"), 2, data_volume(c)) != 0)
+        rc = BD_ENOMEM; /* the volume, third as it always was */
     if (pod && c->o->no_readiness_gate)
         json_object_del(pod, "readinessGates");
     if (pod && in->node_selector)
@@ -408,7 +442,17 @@ static json_t *render_deployment(const ctx_t *c, const res_t *cluster, const cha
                              rc == BD_OK ? pod : NULL);
     if (rc != BD_OK)
         json_decref(pod);
-    json_t *obj = object(c, WL_DEPLOYMENT);
+    if (spec && sts) {
+        /* serviceName: the instance's Service governs the pods' network identity;
+         * Parallel: DNS servers need no ordered start; the claims are a cache of zones
+         * that servers pull again, so they go with the StatefulSet, not with a scale-down */
+        put(spec, "serviceName", json_string(c->names[WL_SERVICE]), &rc);
+        put(spec, "podManagementPolicy", json_string("Parallel"), &rc);
+        put(spec, "volumeClaimTemplates", json_pack("[o]", claim_template(c)), &rc);
+        put(spec, "persistentVolumeClaimRetentionPolicy",
+            json_pack("{s:s, s:s}", "whenDeleted", "Delete", "whenScaled", "Retain"), &rc);
+    }
+    json_t *obj = object(c, k);
     put(obj, "spec", spec, &rc);
     return finish(obj, rc);
 }
@@ -472,21 +516,17 @@ int wl_render(const res_t *inst, const res_t *cluster, const wl_opts_t *opts, wl
         goto out;
     /* err from bind_render_keys never quotes the secrets */
     if ((rc = bind_render_keys(opts->xfr_algorithm, opts->xfr_secret_b64, c.in->rndc_algorithm,
-                               opts->rndc_secret_b64, &keys, err)) != BD_OK)
+                               opts->rndc_ref_b64 ? opts->rndc_ref_b64 : opts->rndc_secret_b64, &keys, err)) !=
+        BD_OK)
         goto out;
 
     out->obj[WL_SECRET] = render_secret(&c, keys);
     out->obj[WL_CONFIGMAP] = render_configmap(&c, conf);
     out->obj[WL_SERVICE] = render_service(&c);
-    out->obj[WL_DEPLOYMENT] = render_deployment(&c, cluster, conf);
+    const wl_obj_t wk = claim_per_pod(c.in) ? WL_STATEFULSET : WL_DEPLOYMENT;
+    out->obj[wk] = render_workload(&c, cluster, conf, wk);
     rc = render_pdb(&c, &out->obj[WL_PDB]);
-    bool ok = rc == BD_OK && out->obj[WL_SECRET] && out->obj[WL_CONFIGMAP] && out->obj[WL_SERVICE] &&
-              out->obj[WL_DEPLOYMENT];
-    if (ok && c.in->storage == RES_STORAGE_PVC) {
-        const json_t *claim = json_object_get(c.in->storage_spec, "persistentVolumeClaim");
-        if (json_object_get(claim, "claimName") == NULL)
-            ok = (out->obj[WL_PVC] = render_pvc(&c, claim)) != NULL;
-    }
+    bool ok = rc == BD_OK && out->obj[WL_SECRET] && out->obj[WL_CONFIGMAP] && out->obj[WL_SERVICE] && out->obj[wk];
     if (!ok) {
         wl_objects_deinit(out);
         rc = bd_err_set(err, BD_ENOMEM, "workload %s/%s Bind9Instance: out of memory", ns, name);
@@ -578,4 +618,31 @@ int wl_rndc_from_secret(const json_t *secret, char **alg, char **secret_b64)
     *alg = av;
     *secret_b64 = sv;
     return BD_OK;
+}
+
+int wl_rndc_from_ref(const json_t *secret, const char *key, char **secret_b64)
+{
+    *secret_b64 = NULL;
+    const json_t *v = json_object_get(json_object_get(secret, "data"), key ? key : WL_RNDC_REF_KEY);
+    if (v == NULL)
+        return BD_ENOTFOUND;
+    if (!json_is_string(v))
+        return BD_EINVAL;
+    char *text = NULL;
+    int rc = b64_decode(json_string_value(v), &text);
+    if (rc != BD_OK)
+        return rc;
+    /* a file made with `kubectl create secret --from-file` ends with a newline */
+    char *p = text;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    size_t n = strlen(p);
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\n' || p[n - 1] == '\r'))
+        n--;
+    char *out = b64_valid(p, n) ? strndup(p, n) : NULL;
+    rc = b64_valid(p, n) ? (out ? BD_OK : BD_ENOMEM) : BD_EINVAL;
+    memset(text, 0, strlen(text));
+    free(text);
+    *secret_b64 = out;
+    return rc;
 }

@@ -11,17 +11,26 @@
  * instance (so Kubernetes' garbage collector also removes them).
  *
  * Objects (name from wl_name()):
- *   Secret      <inst>-keys    keys.conf (transfer + rndc key) and the rndc key itself,
- *                              so the caller can read it back (wl_rndc_from_secret) and
- *                              keep it across reconciles. Key material is never logged:
+ *   Secret      <inst>-keys    keys.conf (transfer + rndc key) and the rndc key in use
+ *                              itself, so the caller can read it back (wl_rndc_from_secret)
+ *                              and keep it across reconciles. Key material is never logged:
  *                              error messages here never quote it.
  *   ConfigMap   <inst>-config  named.conf (bind_render_named_conf); never zone data:
  *                              servers pull zones by transfer from their catalog.
- *   PVC         <inst>-data    only when spec.storage.persistentVolumeClaim has no claimName.
  *   Service     <inst>         UDP and TCP 53.
  *   Deployment  <inst>         named, hardened (non-root, read-only root filesystem, no
  *                              capabilities), probes and spreading as the HA guide shows,
- *                              readiness gate WL_READINESS_GATE (bindy sets it).
+ *                              readiness gate WL_READINESS_GATE (bindy sets it). Its data
+ *                              volume: emptyDir, or the existing claim
+ *                              spec.storage.persistentVolumeClaim.claimName (shared by
+ *                              every replica: the CRD refuses replicas > 1 on it unless
+ *                              its accessModes include ReadWriteMany).
+ *   StatefulSet <inst>         instead of the Deployment when spec.storage.
+ *                              persistentVolumeClaim has no claimName: the same pod
+ *                              template, and one claim per pod from volumeClaimTemplates
+ *                              (data-<inst>-<n>), deleted with the StatefulSet. Kubernetes
+ *                              refuses changes to a template after creation (an apply then
+ *                              fails until the StatefulSet is deleted).
  *   PDB         <inst>-pdb     spec.podDisruptionBudget, else minAvailable replicas-1 when
  *                              replicas > 1, else none.
  */
@@ -45,7 +54,7 @@
 #define WL_OBJ_NAME_MAX (WL_NAME_MAX + 16)
 
 /* In the order an applier should create them (and the reverse to delete). */
-typedef enum { WL_SECRET, WL_CONFIGMAP, WL_PVC, WL_SERVICE, WL_DEPLOYMENT, WL_PDB, WL_OBJ_COUNT } wl_obj_t;
+typedef enum { WL_SECRET, WL_CONFIGMAP, WL_SERVICE, WL_DEPLOYMENT, WL_STATEFULSET, WL_PDB, WL_OBJ_COUNT } wl_obj_t;
 
 typedef struct {
     /* Image repository used with the instance's version ("<repo>:<version>") when neither
@@ -70,12 +79,18 @@ typedef struct {
      * is the instance's spec.rndcKey.algorithm. Borrowed; never logged. */
     const char *xfr_algorithm, *xfr_secret_b64;
     const char *rndc_secret_b64;
+    /* The instance's own rndc key (spec.rndcKey.secretRef, read by the caller with
+     * wl_rndc_from_ref), base64: used instead of rndc_secret_b64 in keys.conf and in the
+     * Secret's rndc-secret (what wl_rndc_from_secret gives: the key in use, so whoever
+     * talks rndc to the instance reads the right one). NULL: none. Borrowed. */
+    const char *rndc_ref_b64;
     /* Leave the readiness gate out of the pod template: a gate that nothing sets would keep
      * every pod out of its Service forever. */
     bool no_readiness_gate;
 } wl_opts_t;
 
-/* The rendered objects; obj[WL_PVC] and obj[WL_PDB] may be NULL. Owned. */
+/* The rendered objects; exactly one of obj[WL_DEPLOYMENT] and obj[WL_STATEFULSET] is set;
+ * obj[WL_PDB] may be NULL. Owned. */
 typedef struct {
     json_t *obj[WL_OBJ_COUNT];
 } wl_objects_t;
@@ -108,7 +123,8 @@ int wl_name(wl_obj_t k, const char *inst, char buf[WL_OBJ_NAME_MAX]);
 
 /*
  * Every object instance ns/name may own, for an applier to delete when it is removed:
- * all WL_OBJ_COUNT kinds (the PDB and the PVC may not exist: treat 404 as done), in
+ * all WL_OBJ_COUNT kinds (the PDB and one of Deployment/StatefulSet may not exist: treat
+ * 404 as done), in
  * deletion order (reverse of creation). Delete an object only if wl_owned_by() holds for
  * it (a user's own claim could bear the same name). *n: how many refs were written.
  */
@@ -129,5 +145,17 @@ int wl_dump(const json_t *obj, char **out);
  * does not hold one (the caller then generates a key); BD_EINVAL when it is malformed.
  */
 int wl_rndc_from_secret(const json_t *secret, char **alg, char **secret_b64);
+
+/* The data key of spec.rndcKey.secretRef when it names none. */
+#define WL_RNDC_REF_KEY "secret"
+
+/*
+ * The rndc key of an instance's spec.rndcKey.secretRef from that Secret (borrowed):
+ * data[key] (key NULL: WL_RNDC_REF_KEY) holds the key's secret as rndc.key writes it
+ * (base64; surrounding whitespace ignored). BD_OK and a new string in *secret_b64 (free,
+ * after wiping); BD_ENOTFOUND when the Secret has no such key; BD_EINVAL when the value
+ * is not base64 key material; BD_ENOMEM. Never quotes the value.
+ */
+int wl_rndc_from_ref(const json_t *secret, const char *key, char **secret_b64);
 
 #endif

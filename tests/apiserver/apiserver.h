@@ -5,10 +5,11 @@
  * memory, so bindy's client and kubectl can be tested without a cluster: discovery
  * (legacy and aggregated), generic storage of built-in kinds, CustomResourceDefinitions
  * that register their resources when created, create/get/list/update/patch (merge, JSON,
- * strategic as merge, server-side apply)/delete with finalizers, resourceVersion and
- * optimistic concurrency, generation, the status subresource, label and field selectors,
- * list chunking with continue tokens, watches with bookmarks and 410 Gone after
- * compaction, Table output with printer columns, bearer-token auth, and fault knobs.
+ * strategic: status.conditions merged by type, else as merge; server-side apply)/delete
+ * with finalizers, resourceVersion and optimistic concurrency, generation, the status
+ * subresource, label and field selectors, list chunking with continue tokens, watches
+ * with bookmarks and 410 Gone after compaction, Table output with printer columns,
+ * bearer-token auth, and fault knobs.
  *
  * It is never installed, never linked into the product and never started by it.
  *

@@ -39,8 +39,14 @@ void as__human_duration(int64_t seconds, char out[32]);
 /* RFC 7386 JSON merge patch: returns a new reference (target is not modified). */
 json_t *as__merge_patch(const json_t *target, const json_t *patch);
 /* Strategic-merge-patch directives ($patch, $retainKeys, $setElementOrder/...,
- * $deleteFromPrimitiveList/...) removed in place; the rest is applied as a merge patch. */
+ * $deleteFromPrimitiveList/...) removed in place; the rest is applied by as__smp. */
 void as__strip_smp_directives(json_t *patch);
+/* A strategic merge patch without directives: a merge patch, except that the lists the
+ * double knows a patchMergeKey for (status.conditions by "type", as every built-in kind
+ * declares it) are merged item by item: an item whose key matches is merge-patched in
+ * place, a new key is appended, items the patch does not name are kept. Other lists are
+ * replaced. Returns a new reference (target is not modified). */
+json_t *as__smp(const json_t *target, const json_t *patch);
 /* RFC 6902 JSON patch applied to a copy of doc. Returns the new document or NULL with
  * a message in err (*test_failed set when a "test" operation failed). */
 json_t *as__json_patch(const json_t *doc, const json_t *ops, char *err, size_t errlen,

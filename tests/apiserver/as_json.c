@@ -129,6 +129,73 @@ void as__strip_smp_directives(json_t *p)
     }
 }
 
+/* The merge keys the double knows, by path from the object's root (Kubernetes declares
+ * them per field with patchMergeKey; a pod's readiness gates depend on this one). */
+static const char *smp_merge_key(const char *path)
+{
+    return strcmp(path, "status.conditions") == 0 ? "type" : NULL;
+}
+
+static json_t *smp_at(const json_t *target, const json_t *patch, const char *path);
+
+static json_t *smp_list(const json_t *target, const json_t *patch, const char *key)
+{
+    json_t *res = json_is_array(target) ? json_deep_copy(target) : json_array();
+    size_t i;
+    json_t *item;
+    json_array_foreach((json_t *)patch, i, item) {
+        const char *kv = json_string_value(json_object_get(item, key));
+        size_t j;
+        json_t *cur = NULL;
+        if (kv == NULL) { /* no merge key: Kubernetes refuses it; keep it as given */
+            json_array_append(res, item);
+            continue;
+        }
+        json_array_foreach(res, j, cur) {
+            const char *ck = json_string_value(json_object_get(cur, key));
+            if (ck && strcmp(ck, kv) == 0)
+                break;
+        }
+        if (j < json_array_size(res))
+            json_array_set_new(res, j, as__merge_patch(cur, item));
+        else
+            json_array_append(res, item);
+    }
+    return res;
+}
+
+static json_t *smp_at(const json_t *target, const json_t *patch, const char *path)
+{
+    const char *key = smp_merge_key(path);
+    if (key != NULL && json_is_array(patch))
+        return smp_list(target, patch, key);
+    if (!json_is_object(patch))
+        return json_deep_copy(patch);
+    json_t *res = json_is_object(target) ? json_deep_copy(target) : json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)patch, k, v) {
+        if (json_is_null(v)) {
+            json_object_del(res, k);
+            continue;
+        }
+        char sub[256];
+        snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", k);
+        json_t *m = smp_at(json_object_get(res, k), v, sub);
+        if (!m) {
+            json_decref(res);
+            return NULL;
+        }
+        json_object_set_new(res, k, m);
+    }
+    return res;
+}
+
+json_t *as__smp(const json_t *target, const json_t *patch)
+{
+    return smp_at(target, patch, "");
+}
+
 /* ---- JSON patch --------------------------------------------------------------------- */
 
 /* Split a JSON pointer into unescaped tokens (array of strings); NULL if malformed. */

@@ -313,6 +313,7 @@ static const struct builtin {
     {"", "v1", "endpoints", "endpoints", "Endpoints", true, false, false, "ep", ""},
     {"apps", "v1", "deployments", "deployment", "Deployment", true, true, true, "deploy",
      "all"},
+    {"apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, true, true, "sts", "all"},
     {"policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget",
      true, true, true, "pdb", ""},
     {"coordination.k8s.io", "v1", "leases", "lease", "Lease", true, false, false, "", ""},
@@ -2707,7 +2708,7 @@ static void do_patch(as_server_t *s, const as_req_t *rq, as_resp_t *out)
         }
         if (smp)
             as__strip_smp_directives(patch);
-        n = as__merge_patch(cur, patch);
+        n = smp ? as__smp(cur, patch) : as__merge_patch(cur, patch);
     }
     json_decref(patch);
     if (!json_is_object(n)) {

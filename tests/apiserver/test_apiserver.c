@@ -515,6 +515,30 @@ static void test_patches(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(jstr(r.json, "data.s"), "1");
     resp_free(&r);
+    /* a strategic merge patch merges status.conditions by type: the other writers' stay */
+    req(s, "POST", "/api/v1/namespaces/default/pods", "application/json",
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"smp\"},"
+        "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\"}]}}", NULL, &r);
+    assert_int_equal(r.status, 201);
+    resp_free(&r);
+    req(s, "PATCH", "/api/v1/namespaces/default/pods/smp/status", "application/merge-patch+json",
+        "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\"},"
+        "{\"type\":\"G\",\"status\":\"False\",\"reason\":\"r\"}]}}", NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    req(s, "PATCH", "/api/v1/namespaces/default/pods/smp/status", "application/strategic-merge-patch+json",
+        "{\"status\":{\"conditions\":[{\"type\":\"G\",\"status\":\"True\"},{\"type\":\"H\",\"status\":\"True\"}]}}",
+        NULL, &r);
+    assert_int_equal(r.status, 200);
+    const json_t *conds = json_object_get(json_object_get(r.json, "status"), "conditions");
+    assert_int_equal(json_array_size(conds), 3);
+    assert_string_equal(jstr(json_array_get(conds, 0), "type"), "Ready");
+    assert_string_equal(jstr(json_array_get(conds, 0), "status"), "False");
+    assert_string_equal(jstr(json_array_get(conds, 1), "type"), "G");
+    assert_string_equal(jstr(json_array_get(conds, 1), "status"), "True");
+    assert_string_equal(jstr(json_array_get(conds, 1), "reason"), "r");
+    assert_string_equal(jstr(json_array_get(conds, 2), "type"), "H");
+    resp_free(&r);
     /* a merge patch carrying a stale resourceVersion is a precondition */
     req(s, "PATCH", NS_CM "/p", "application/merge-patch+json",
         "{\"metadata\":{\"resourceVersion\":\"1\"},\"data\":{\"q\":\"1\"}}", NULL, &r);

@@ -224,7 +224,7 @@ checks = [
             for r in rules for p in plurals),  # never updates or deletes them
     not any(p in r["resources"] and "patch" in r["verbs"]
             for r in rules for p in ("bind9clusters", "bind9instances")),
-    has(["apps"], ["deployments"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    has(["apps"], ["deployments", "statefulsets"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     has([""], ["services", "configmaps", "secrets"],
         ["get", "list", "watch", "create", "update", "patch", "delete"]),
     has(["policy"], ["poddisruptionbudgets"],

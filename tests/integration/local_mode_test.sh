@@ -145,7 +145,11 @@ until_ok 5 bash -c "! pgrep -f '$state/[n]amed' >/dev/null" && ok "no named proc
 before=$(grep -c " added, " "$log")
 start
 until_ok 60 all_answer www.example.com A 192.0.2.99 && ok "after a restart every server serves again" || bad "not serving after restart"
-grep -q "replayed [0-9]* journal events" "$log" && ok "the restart replays its journal" || bad "no journal replay"
+# a clean shutdown wrote the projector's checkpoint: the restart restores it, replays nothing
+grep -q "projector checkpoint at seq [0-9]* written" "$log" && ok "SIGTERM writes the projector checkpoint" \
+  || bad "no projector checkpoint at shutdown"
+grep -q "projector restored from checkpoint at seq [0-9]*; replaying 0 events" "$log" \
+  && ok "the restart resumes from the checkpoint" || bad "the restart did not restore the checkpoint"
 [ "$(grep -c " added, " "$log")" -eq "$before" ] && ok "an unchanged directory adds no journal events" \
   || bad "restart journaled events again"
 

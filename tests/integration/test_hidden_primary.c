@@ -19,7 +19,13 @@
  *   8. malformed input gets FORMERR or is dropped, and the server keeps answering;
  *   9. (no named) IXFR/AXFR over UDP, unsigned and unknown-key queries, checked with ldns;
  *  10. (no named, a second server) the TCP client cap, the idle timeout, NOTIFY retries
- *      with backoff until given up, and a NOTIFY acknowledged.
+ *      with backoff until given up, and a NOTIFY acknowledged;
+ *  11. a primary and two secondary named configured as bindy renders them for a cluster
+ *      (bind_render_named_conf, the workload's parameters, harness ports): a change the
+ *      primary gets reaches a secondary within a second by NOTIFY, although the NOTIFY
+ *      comes from another address than the one the secondary pulls from (a pod behind a
+ *      Service): signed with the transfer key, it is accepted; the secondary whose
+ *      allow-notify lacks the key refuses it and still has the old data.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,6 +51,8 @@
 
 #include "log.h"
 #include "named_harness.h"
+#include "render.h"
+#include "resource.h"
 #include "server.h"
 #include "zonedb.h"
 
@@ -1064,6 +1072,189 @@ static void test_caps_and_notify_retries(void **state)
     bind_zonedb_free(db);
 }
 
+/* ---- 11. rendered configurations: NOTIFY from a primary pod to a secondary ---- */
+
+#define RC_NS "dns-system"
+#define RC_CAT_P "primary-dns.dns-system.catalog.bindy.invalid"
+#define RC_CAT_S "secondary-dns.dns-system.catalog.bindy.invalid"
+#define RC_ZONE "notify.example"
+/* the primary's NOTIFYs leave from here, its transfers are served at 127.0.0.1: as a pod
+ * address and its Service's address differ */
+#define RC_POD_ADDR "127.0.0.3"
+
+static res_t *rc_instance(const char *name, const char *role)
+{
+    json_t *o = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:i}}", "apiVersion",
+                          "bindy.firestoned.io/v1beta1", "kind", "Bind9Instance", "metadata", "name", name,
+                          "namespace", RC_NS, "uid", name, "spec", "role", role, "replicas", 2);
+    assert_non_null(o);
+    res_t *r = NULL;
+    bd_err_t err;
+    if (res_from_json(o, &r, &err) != 0)
+        fail_msg("instance %s: %s", name, err.msg);
+    json_decref(o);
+    return r;
+}
+
+/* named.conf as the workload renders it (src/workload/workload.c's parameters) with the
+ * harness's directory and ports; keys.conf beside it. */
+static char *rc_conf(bd_named_t *n, const res_t *inst, const char *catalog, const bind_endpoint_t *up,
+                     const bind_endpoint_t *down, size_t ndown, const char *xfr_b64)
+{
+    char keys_path[512];
+    snprintf(keys_path, sizeof(keys_path), "%s/keys.conf", bd_named_dir(n));
+    bind_render_params_t prm = {
+        .directory = bd_named_dir(n), .keys_file = keys_path, .listen_v4 = "any", .listen_v6 = "any",
+        .port = bd_named_port(n), .control_addr = "127.0.0.1", .control_port = bd_named_ctl_port(n),
+        .catalog = catalog, .upstream = up, .nupstream = 1, .notify = down, .nnotify = ndown,
+    };
+    char *conf = NULL, *keys = NULL;
+    bd_err_t err;
+    if (bind_render_named_conf(inst, NULL, &prm, &conf, &err) != 0 ||
+        bind_render_keys("hmac-sha256", xfr_b64, "hmac-sha256", xfr_b64, &keys, &err) != 0 ||
+        bd_named_write_file(n, "keys.conf", keys, &err) != 0)
+        fail_msg("render %s: %s", inst->meta.name, err.msg);
+    free(keys);
+    return conf;
+}
+
+/* conf with `what` inserted after "options {\n" (test-only stand-ins). */
+static char *rc_with_option(char *conf, const char *what)
+{
+    const char *at = strstr(conf, "options {\n");
+    assert_non_null(at);
+    size_t head = (size_t)(at - conf) + strlen("options {\n");
+    char *out = NULL;
+    assert_true(asprintf(&out, "%.*s%s%s", (int)head, conf, what, conf + head) > 0);
+    free(conf);
+    return out;
+}
+
+static void rc_start(bd_named_t *n, const char *what, const char *conf)
+{
+    bd_err_t err;
+    int rc = bd_named_start(n, conf, 30.0, &err);
+    if (rc != 0)
+        fail_msg("FATAL: could not start named (%s) as rendered: %s (%s)\n%s", what, err.msg, bd_strerror(rc),
+                 conf);
+}
+
+static double rc_wait_answer(bd_named_t *n, const char *want, double timeout)
+{
+    double t0 = ev_time(), end = t0 + timeout;
+    for (;;) {
+        char *got = dig(bd_named_port(n), "www." RC_ZONE, "A", NULL);
+        bool ok = strcmp(got, want) == 0;
+        free(got);
+        if (ok)
+            return ev_time() - t0;
+        if (ev_time() > end)
+            return -1;
+        pump(0.02);
+    }
+}
+
+static void test_rendered_notify_chain(void **state)
+{
+    bd_err_t err;
+    /* bindy's hidden primary with the transfer key under the name the renderer uses */
+    bind_server_key_t key;
+    char xfr_b64[128];
+    assert_int_equal(bind_server_key_generate(&key, BIND_XFR_KEY_NAME, BIND_SERVER_HMAC_SHA256), 0);
+    assert_int_equal(bind_server_key_b64(&key, xfr_b64, sizeof(xfr_b64)), 0);
+    bind_server_t *hp = NULL;
+    bind_server_config_t cfg = {.address = "127.0.0.1", .xfr_key = &key, .serving = true,
+                                .notify_interval = 0.5, .notify_retries = 4};
+    if (bind_server_new(&hp, g_loop, g_db, &cfg, &err) != 0)
+        fail_msg("server: %s", err.msg);
+    /* the projector's catalogs: the primary's lists the zone and the secondary's catalog */
+    static const char cat_head[] = "@ IN SOA invalid. invalid. 1 3600 600 86400 300\n@ IN NS invalid.\n"
+                                   "version IN TXT \"2\"\n";
+    char text[512];
+    snprintf(text, sizeof(text), "%sm1.zones IN PTR " RC_ZONE ".\nm2.zones IN PTR " RC_CAT_S ".\n", cat_head);
+    apply_text(RC_CAT_P, NULL, text);
+    snprintf(text, sizeof(text), "%sm1.zones IN PTR " RC_ZONE ".\n", cat_head);
+    apply_text(RC_CAT_S, NULL, text);
+    /* refresh 3600: only a NOTIFY brings a change within the test */
+    apply_text(RC_ZONE, NULL, "@ IN SOA ns1 hostmaster 1 3600 3600 86400 300\n@ IN NS ns1\n"
+                              "ns1 IN A 192.0.2.53\nwww IN A 192.0.2.1\n");
+
+    bd_named_t *p = NULL, *s1 = NULL, *s2 = NULL;
+    assert_int_equal(bd_named_new(&p, &err), 0);
+    assert_int_equal(bd_named_new(&s1, &err), 0);
+    assert_int_equal(bd_named_new(&s2, &err), 0);
+    res_t *prim = rc_instance("primary-dns", "primary"), *sec = rc_instance("secondary-dns", "secondary");
+    bind_endpoint_t hp_ep = {"127.0.0.1", bind_server_port(hp)};
+    bind_endpoint_t down[] = {{"127.0.0.1", bd_named_port(s1)}, {"127.0.0.1", bd_named_port(s2)}};
+    bind_endpoint_t p_ep = {"127.0.0.1", bd_named_port(p)};
+    char *pconf = rc_conf(p, prim, RC_CAT_P, &hp_ep, down, 2, xfr_b64);
+    pconf = rc_with_option(pconf, "    notify-source " RC_POD_ADDR ";\n");
+    char *sconf = rc_conf(s1, sec, RC_CAT_S, &p_ep, NULL, 0, xfr_b64);
+    assert_non_null(strstr(sconf, "allow-notify { key \"" BIND_XFR_KEY_NAME "\"; 127.0.0.1; };"));
+    /* the second secondary as rendered before: addresses only */
+    char *oconf = rc_conf(s2, sec, RC_CAT_S, &p_ep, NULL, 0, xfr_b64);
+    static const char signed_ok[] = " key \"" BIND_XFR_KEY_NAME "\";";
+    char *k = strstr(oconf, "allow-notify {");
+    assert_non_null(k);
+    k += strlen("allow-notify {");
+    assert_memory_equal(k, signed_ok, strlen(signed_ok));
+    memmove(k, k + strlen(signed_ok), strlen(k + strlen(signed_ok)) + 1);
+
+    const char *zones[] = {RC_CAT_P, RC_CAT_S, RC_ZONE};
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%u", bd_named_port(p));
+    const char *targets[] = {target};
+    for (size_t i = 0; i < sizeof(zones) / sizeof(*zones); i++)
+        if (bind_server_set_notify_targets(hp, zones[i], targets, 1, &err) != 0)
+            fail_msg("notify targets: %s", err.msg);
+    rc_start(p, "primary", pconf);
+    if (rc_wait_answer(p, "192.0.2.1", WAIT_S) < 0) {
+        print_log_tail(p);
+        fail_msg("the rendered primary never served " RC_ZONE);
+    }
+    /* the secondaries' catalog must be on the primary before they start */
+    ASSERT_ANSWER(bd_named_port(p), "version." RC_CAT_S, "TXT", "\"2\"");
+    rc_start(s1, "secondary", sconf);
+    rc_start(s2, "secondary, old allow-notify", oconf);
+    for (bd_named_t **n = (bd_named_t *[]){s1, s2, NULL}; *n; n++)
+        if (rc_wait_answer(*n, "192.0.2.1", WAIT_S) < 0) {
+            print_log_tail(*n);
+            fail_msg("a rendered secondary never served " RC_ZONE);
+        }
+
+    /* the change: bindy -> primary (NOTIFY, IXFR) -> secondary (signed NOTIFY) */
+    apply_text(RC_ZONE, "www IN A 192.0.2.1\n", "www IN A 192.0.2.2\n");
+    double tp = rc_wait_answer(p, "192.0.2.2", WAIT_S);
+    if (tp < 0) {
+        print_log_tail(p);
+        fail_msg("the rendered primary did not get the change");
+    }
+    double ts = rc_wait_answer(s1, "192.0.2.2", 1.0);
+    if (ts < 0) {
+        print_log_tail(s1);
+        fail_msg("the secondary did not get the change within 1 s of its primary (refresh is 3600 s)");
+    }
+    print_message("change on the primary after %.3f s, on the secondary %.3f s later\n", tp, ts);
+    assert_true(named_log_contains(s1, "notify from " RC_POD_ADDR));
+    /* without the key, the NOTIFY from the pod address is refused: still the old data */
+    pump(1.0);
+    char *old = dig(bd_named_port(s2), "www." RC_ZONE, "A", NULL);
+    assert_string_equal(old, "192.0.2.1");
+    free(old);
+    assert_true(named_log_contains(s2, "refused notify from non-primary"));
+
+    free(pconf);
+    free(sconf);
+    free(oconf);
+    res_free(prim);
+    res_free(sec);
+    bd_named_free(p);
+    bd_named_free(s1);
+    bd_named_free(s2);
+    bind_server_free(hp);
+    bind_server_key_wipe(&key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1077,6 +1268,7 @@ int main(void)
         cmocka_unit_test(test_malformed_input),
         cmocka_unit_test(test_udp_transfer_queries),
         cmocka_unit_test(test_caps_and_notify_retries),
+        cmocka_unit_test(test_rendered_notify_chain),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -128,12 +128,35 @@ bool kfx_wait_count(struct ev_loop *loop, const int *counter, int want, double t
     return kfx_run_until(loop, counted, &w, timeout_s);
 }
 
+/* The answer's body, capped: a test reads lists of a few hundred objects at most. */
+typedef struct {
+    char *buf;
+    size_t len;
+    bool keep, over;
+} body_t;
+
+#define KFX_BODY_MAX (16u << 20)
+
 static size_t sink(char *p, size_t sz, size_t n, void *ud)
 {
-    return sz * n;
+    body_t *b = ud;
+    size_t add = sz * n;
+    if (!b->keep || b->over)
+        return add;
+    if (b->len + add > KFX_BODY_MAX) {
+        b->over = true;
+        return add;
+    }
+    char *nb = realloc(b->buf, b->len + add + 1);
+    assert_non_null(nb);
+    memcpy(nb + b->len, p, add);
+    b->len += add;
+    nb[b->len] = '\0';
+    b->buf = nb;
+    return add;
 }
 
-long kfx_http(kfx_t *f, const char *method, const char *path, const char *ctype, const char *body)
+static long http(kfx_t *f, const char *method, const char *path, const char *ctype, const char *body, body_t *out)
 {
     char url[1024];
     snprintf(url, sizeof(url), "%s%s", bd_apiserver_url(f->as), path);
@@ -149,6 +172,7 @@ long kfx_http(kfx_t *f, const char *method, const char *path, const char *ctype,
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
     if (body)
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
@@ -158,6 +182,26 @@ long kfx_http(kfx_t *f, const char *method, const char *path, const char *ctype,
     curl_slist_free_all(h);
     curl_easy_cleanup(e);
     return st;
+}
+
+long kfx_http(kfx_t *f, const char *method, const char *path, const char *ctype, const char *body)
+{
+    body_t b = {0};
+    return http(f, method, path, ctype, body, &b);
+}
+
+json_t *kfx_get_json(kfx_t *f, const char *path)
+{
+    body_t b = {.keep = true};
+    long st = http(f, "GET", path, NULL, NULL, &b);
+    if (st != 200 || b.over || b.buf == NULL) {
+        free(b.buf);
+        fail_msg("GET %s: status %ld%s", path, st, b.over ? ", body too large" : "");
+    }
+    json_t *v = json_loads(b.buf, 0, NULL);
+    free(b.buf);
+    assert_non_null(v);
+    return v;
 }
 
 void kfx_create_a(kfx_t *f, const char *ns, const char *name, const char *ip)

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include <ev.h>
+#include <jansson.h>
 
 #include "apiserver.h"
 #include "client.h"
@@ -53,6 +54,9 @@ bool kfx_wait_count(struct ev_loop *loop, const int *counter, int want, double t
 /* A blocking HTTP call to the double (the loop does not run meanwhile); the status, 0
  * when there was no answer. ctype and body may be NULL. */
 long kfx_http(kfx_t *f, const char *method, const char *path, const char *ctype, const char *body);
+/* GET path from the double (blocking, logged like any request): the parsed body of a 200
+ * answer (a new reference); any other answer fails the test. */
+json_t *kfx_get_json(kfx_t *f, const char *path);
 /* An ARecord ns/name with one address: created in the store, merge-patched and deleted
  * over HTTP (200, or 200/202). */
 void kfx_create_a(kfx_t *f, const char *ns, const char *name, const char *ip);

@@ -149,11 +149,78 @@ static void test_dry_run_appends_nothing(void **state)
     assert_int_equal(last, 0);
 }
 
+/* Local mode's cached import: the same journal as a full import, reading only files that
+ * changed, noticing appends it did not make, refusing an object repeated in another file. */
+static msrc_result_t import_cached(fx_t *f, msrc_cache_t *c)
+{
+    msrc_result_t r;
+    bd_err_t err;
+    const char *paths[] = {f->dir};
+    if (msrc_import_cached(f->j, f->cat, paths, 1, false, c, NULL, NULL, &r, &err) != BD_OK)
+        fail_msg("import: %s", err.msg);
+    return r;
+}
+
+static void test_cached_import(void **state)
+{
+    fx_t *f = *state;
+    msrc_cache_t *c = NULL;
+    assert_int_equal(msrc_cache_new(&c), BD_OK);
+    msrc_result_t r = import_cached(f, c);
+    assert_int_equal(r.added, 15);
+    r = import_cached(f, c);
+    assert_int_equal(r.unchanged, 15);
+    assert_int_equal(r.last_seq, 0);
+
+    /* rewritten in place, same size, at once (same inode, maybe the same time tick) */
+    sh("sed 's/192.0.2.11/192.0.2.77/' %s/example-com.yaml > %s/x.tmp && cat %s/x.tmp > %s/example-com.yaml "
+       "&& rm %s/x.tmp",
+       f->dir, f->dir, f->dir, f->dir, f->dir);
+    r = import_cached(f, c);
+    assert_int_equal(r.modified, 1);
+    json_t *www = journaled(f, "ARecord", "www-example-com");
+    assert_string_equal(json_string_value(json_array_get(
+                            json_object_get(json_object_get(www, "spec"), "ipv4Addresses"), 1)),
+                        "192.0.2.77");
+    json_decref(www);
+
+    /* someone else imports a change: the cache's state is read again, nothing is doubled */
+    sh("sed -i 's/192.0.2.77/192.0.2.78/' %s/example-com.yaml", f->dir);
+    r = import(f);
+    assert_int_equal(r.modified, 1);
+    r = import_cached(f, c);
+    assert_int_equal(r.added + r.modified + r.deleted, 0);
+    assert_int_equal(r.unchanged, 15);
+
+    /* a copy of a file in another file: its objects are refused, nothing is appended */
+    sh("cp %s/regional.yaml %s/zz-copy.yaml", f->dir, f->dir);
+    r = import_cached(f, c);
+    assert_int_equal(r.added + r.modified + r.deleted, 0);
+    assert_int_equal(r.invalid, 3);
+    assert_false(r.deletions_held);
+
+    /* the original goes: its objects now come from the copy, nothing is deleted */
+    sh("rm %s/regional.yaml", f->dir);
+    r = import_cached(f, c);
+    assert_int_equal(r.added + r.modified + r.deleted + r.invalid, 0);
+    /* and the copy: deleted */
+    sh("rm %s/zz-copy.yaml", f->dir);
+    r = import_cached(f, c);
+    assert_int_equal(r.deleted, 3);
+    assert_null(journaled(f, "Bind9Instance", "primary-us-east"));
+    msrc_cache_free(c);
+
+    /* the journal holds what a full import of the directory would find: nothing to do */
+    r = import(f);
+    assert_int_equal(r.added + r.modified + r.deleted, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_import_cycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dry_run_appends_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cached_import, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1404,9 +1404,24 @@ static void test_open_errors(void **state)
     assert_int_equal(access(jpath("garbage/lock.mdb"), F_OK), -1);
     o.flags = JNL_OPEN_CREATE;
     assert_int_equal(jnl_open(jpath("garbage"), &o, &j, &err), BD_EFOREIGN);
+    /* A creation killed before LMDB wrote its header (an empty data.mdb), then one killed
+     * before bindy's first transaction (an empty environment): no journal yet, and
+     * creating it works. */
+    mkdir(jpath("killed"), 0700);
+    fclose(fopen(jpath("killed/data.mdb"), "w"));
+    o.flags = 0;
+    assert_int_equal(jnl_open(jpath("killed"), &o, &j, &err), BD_ENOTFOUND);
+    MDB_env *env = raw_env(jpath("killed"));
+    mdb_env_close(env);
+    assert_int_equal(jnl_open(jpath("killed"), &o, &j, &err), BD_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "no journal yet"));
+    o.flags = JNL_OPEN_CREATE;
+    assert_int_equal(jnl_open(jpath("killed"), &o, &j, &err), BD_OK);
+    jnl_close(j);
+    j = NULL;
     /* Another application's LMDB environment. */
     mkdir(jpath("other"), 0700);
-    MDB_env *env = raw_env(jpath("other"));
+    env = raw_env(jpath("other"));
     MDB_txn *txn;
     MDB_dbi dbi;
     mdb_txn_begin(env, NULL, 0, &txn);
@@ -1677,6 +1692,131 @@ static void test_write_corpus(void **state)
     }
 }
 
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+static void raw_copy_value(const char *from, const char *to, const char *db, const char *key)
+{
+    char fp[700], tp[700];
+    snprintf(fp, sizeof(fp), "%s", jpath(from));
+    snprintf(tp, sizeof(tp), "%s", jpath(to));
+    MDB_env *src = raw_env(fp), *dst = raw_env(tp);
+    MDB_txn *rt, *wt;
+    MDB_dbi sd, dd;
+    MDB_val k = {strlen(key), (void *)key}, v;
+    assert_int_equal(mdb_txn_begin(src, NULL, MDB_RDONLY, &rt), 0);
+    assert_int_equal(mdb_dbi_open(rt, db, 0, &sd), 0);
+    assert_int_equal(mdb_get(rt, sd, &k, &v), 0);
+    assert_int_equal(mdb_txn_begin(dst, NULL, 0, &wt), 0);
+    assert_int_equal(mdb_dbi_open(wt, db, 0, &dd), 0);
+    assert_int_equal(mdb_put(wt, dd, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(wt), 0);
+    mdb_txn_abort(rt);
+    mdb_env_close(src);
+    mdb_env_close(dst);
+}
+
+static void flip_last_payload_byte(MDB_val *v, uint8_t *copy, size_t *len)
+{
+    copy[*len - JNL_HASH_LEN - 1] ^= 0x20;
+}
+
+static void expect_snapshot_refused(const char *name, int code, const char *needle)
+{
+    jnl_t *j = open_ro(name);
+    uint64_t seq = 7;
+    void *buf = (void *)1;
+    size_t len = 3;
+    bd_err_t err;
+    int got = jnl_snapshot_get(j, JNL_SNAPSHOT_PROJECTOR, &seq, &buf, &len, &err);
+    if (got != code)
+        fail_msg("%s: got %s (%s), want %s", name, bd_strerror(got), err.msg, bd_strerror(code));
+    assert_int_equal(seq, 0);
+    assert_null(buf);
+    if (strstr(err.msg, needle) == NULL)
+        fail_msg("error \"%s\" lacks \"%s\"", err.msg, needle);
+    jnl_close(j);
+}
+
+/* A consumer's snapshot: stored at a seq, replaced, read back byte for byte; refused when
+ * altered or copied from another journal; kept across pruning. */
+static void test_snapshot_blob(void **state)
+{
+    jnl_t *j = open_new("snap", JNL_SYNC_NOSYNC);
+    for (int i = 0; i < 20; i++)
+        append(j, JNL_ADDED, "ARecord", "dns", "a", i % 2 ? "x" : "y", 0);
+    uint64_t seq = 0;
+    void *buf = NULL;
+    size_t len = 0;
+    bd_err_t err;
+    assert_int_equal(jnl_snapshot_get(j, JNL_SNAPSHOT_PROJECTOR, &seq, &buf, &len, &err), BD_ENOTFOUND);
+    assert_int_equal(jnl_snapshot_put(j, JNL_SNAPSHOT_PROJECTOR, 10, "state at 10", 11, &err), BD_OK);
+    /* a newer one replaces it, written while the writer has appends in flight */
+    for (int i = 0; i < 50; i++) {
+        jnl_event_t ev = {.type = JNL_RELIST_BEGIN, .source = JNL_SRC_KUBERNETES, .kind = "ARecord"};
+        assert_int_equal(jnl_append(j, &ev, NULL, &err), BD_OK);
+    }
+    assert_int_equal(jnl_snapshot_put(j, JNL_SNAPSHOT_PROJECTOR, 15, "state at 15!", 12, &err), BD_OK);
+    assert_int_equal(jnl_flush(j, &err), BD_OK);
+    assert_int_equal(jnl_snapshot_get(j, JNL_SNAPSHOT_PROJECTOR, &seq, &buf, &len, &err), BD_OK);
+    assert_int_equal(seq, 15);
+    assert_int_equal(len, 12);
+    assert_memory_equal(buf, "state at 15!", 12);
+    free(buf);
+    assert_int_equal(jnl_snapshot_stat(j, JNL_SNAPSHOT_PROJECTOR, &seq, &len, &err), BD_OK);
+    assert_int_equal(seq, 15);
+    assert_int_equal(len, 12);
+    /* a seq that is not stored cannot be bound to a hash */
+    assert_int_equal(jnl_snapshot_put(j, JNL_SNAPSHOT_PROJECTOR, 999, "x", 1, &err), BD_ENOTFOUND);
+    assert_int_equal(jnl_snapshot_put(j, "", 1, "x", 1, &err), BD_EINVAL);
+    jnl_close(j);
+
+    /* read-only: readable, not writable */
+    j = open_ro("snap");
+    assert_int_equal(jnl_snapshot_put(j, JNL_SNAPSHOT_PROJECTOR, 15, "x", 1, &err), BD_EINVAL);
+    assert_int_equal(jnl_snapshot_get(j, JNL_SNAPSHOT_PROJECTOR, &seq, &buf, &len, &err), BD_OK);
+    free(buf);
+    jnl_close(j);
+
+    /* copied into another journal with as many events: event 15's hash differs */
+    j = open_new("snap-other", JNL_SYNC_NOSYNC);
+    for (int i = 0; i < 20; i++)
+        append(j, JNL_ADDED, "ARecord", "dns", "b", "z", 0);
+    jnl_close(j);
+    raw_copy_value("snap", "snap-other", "meta", "snapshot/" JNL_SNAPSHOT_PROJECTOR);
+    expect_snapshot_refused("snap-other", BD_ECORRUPT, "seq 15 does not match event 15");
+    /* and into a shorter one: after its last event */
+    j = open_new("snap-short", JNL_SYNC_NOSYNC);
+    for (int i = 0; i < 5; i++)
+        append(j, JNL_ADDED, "ARecord", "dns", "b", "z", 0);
+    jnl_close(j);
+    raw_copy_value("snap", "snap-short", "meta", "snapshot/" JNL_SNAPSHOT_PROJECTOR);
+    expect_snapshot_refused("snap-short", BD_ECORRUPT, "after the last event");
+
+    /* pruning: checked against the checkpoint's anchor at its seq, accepted unverified once
+     * older than the checkpoint; a snapshot can be taken at a checkpoint's seq */
+    j = open_new("snap", JNL_SYNC_NOSYNC);
+    assert_int_equal(jnl_checkpoint(j, 15, JNL_CKPT_PRUNE, &err), BD_OK);
+    assert_int_equal(jnl_snapshot_get(j, JNL_SNAPSHOT_PROJECTOR, &seq, &buf, &len, &err), BD_OK);
+    free(buf);
+    assert_int_equal(jnl_checkpoint(j, 18, JNL_CKPT_PRUNE, &err), BD_OK);
+    assert_int_equal(jnl_snapshot_get(j, JNL_SNAPSHOT_PROJECTOR, &seq, &buf, &len, &err), BD_OK);
+    assert_int_equal(seq, 15);
+    free(buf);
+    assert_int_equal(jnl_snapshot_put(j, JNL_SNAPSHOT_PROJECTOR, 18, "at 18", 5, &err), BD_OK);
+    assert_int_equal(jnl_snapshot_get(j, JNL_SNAPSHOT_PROJECTOR, &seq, &buf, &len, &err), BD_OK);
+    assert_int_equal(seq, 18);
+    free(buf);
+    /* the chain still verifies with a snapshot in meta */
+    assert_int_equal(jnl_verify(j, NULL, &err), BD_OK);
+    jnl_close(j);
+
+    /* one payload byte altered */
+    const char *key = "snapshot/" JNL_SNAPSHOT_PROJECTOR;
+    raw_edit(jpath("snap"), "meta", key, strlen(key), flip_last_payload_byte, false);
+    expect_snapshot_refused("snap", BD_ECORRUPT, "altered");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1698,6 +1838,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_crash_safety),
         cmocka_unit_test(test_write_corpus),
+        cmocka_unit_test(test_snapshot_blob),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

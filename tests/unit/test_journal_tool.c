@@ -742,6 +742,30 @@ static void test_stats_tail(void **state)
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "Events:       8 (seq 1..8)"));
     assert_non_null(strstr(r.out, "ARecord"));
+    assert_non_null(strstr(r.out, "Projector:    no snapshot"));
+    result_free(&r);
+
+    /* the projector's checkpoint, as the applier stores it: its seq and size */
+    jnl_opts_t o;
+    jnl_t *j = NULL;
+    bd_err_t err;
+    char blob[3000];
+    memset(blob, 'x', sizeof(blob));
+    jnl_opts_init(&o);
+    assert_int_equal(jnl_open(g_jdir, &o, &j, &err), 0);
+    assert_int_equal(jnl_snapshot_put(j, JNL_SNAPSHOT_PROJECTOR, 6, blob, sizeof(blob), &err), 0);
+    jnl_close(j);
+    r = tool("-j", g_jdir, "stats", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "Projector:    snapshot at seq 6 (2.9 KiB)"));
+    result_free(&r);
+    r = tool("-j", g_jdir, "stats", "-o", "json", NULL);
+    assert_int_equal(r.code, 0);
+    v = parse_json(r.out);
+    json_t *ps = json_object_get(v, "projectorSnapshot");
+    assert_int_equal(json_integer_value(json_object_get(ps, "seq")), 6);
+    assert_int_equal(json_integer_value(json_object_get(ps, "bytes")), sizeof(blob));
+    json_decref(v);
     result_free(&r);
 
     r = tool("-j", g_jdir, "tail", "-n", "2", NULL);

@@ -508,6 +508,8 @@ static const struct {
 } operator_set[] = {
     {"bindy_apply_errors_total", "counter"},
     {"bindy_apply_operations_total", "counter"},
+    {"bindy_bind_pods_lagging", "gauge"},
+    {"bindy_bind_pods_ready", "gauge"},
     {"bindy_drift_repairs_total", "counter"},
     {"bindy_journal_commit_latency_seconds", "histogram"},
     {"bindy_journal_last_seq", "gauge"},

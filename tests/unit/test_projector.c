@@ -606,6 +606,446 @@ static void test_deletion_timestamp(void **state)
     proj_free(ref);
 }
 
+
+/* ---- snapshots ---------------------------------------------------------------------- */
+
+/* A mixed stream: the examples, conflicts, an invalid version over a valid one, an object
+ * never valid, a record in two zones whose attach order the history flips, published
+ * serials, a deletionTimestamp and DELETED events. Events own their objects. */
+typedef struct {
+    jnl_type_t type;
+    json_t *obj;
+} sev_t;
+
+#define SNAP_MAX_EVENTS 64
+
+static void sev_add(sev_t *v, size_t *n, jnl_type_t type, json_t *obj)
+{
+    assert_true(*n < SNAP_MAX_EVENTS);
+    v[*n].type = type;
+    v[*n].obj = obj;
+    (*n)++;
+}
+
+static size_t mixed_stream(sev_t *v)
+{
+    size_t n = 0, i;
+    json_t *objs = load_examples(), *o;
+    json_array_foreach(objs, i, o) sev_add(v, &n, JNL_ADDED, json_incref(o));
+    json_decref(objs);
+    static const char *const yaml[] = {
+        /* a younger duplicate zone, CNAME and TTL conflicts, a merge */
+        "apiVersion: bindy.firestoned.io/v1beta1\nkind: DNSZone\nmetadata: {name: example-com-again, namespace: dns-system}\n"
+        "spec: {zoneName: example.com, soaRecord: {primaryNs: ns9.example.com., adminEmail: a@b.c}}\n",
+        "apiVersion: bindy.firestoned.io/v1beta1\nkind: CNAMERecord\n"
+        "metadata: {name: www-cname, namespace: dns-system, labels: {zone: example.com}}\n"
+        "spec: {name: www, target: elsewhere.example.net.}\n",
+        "apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+        "metadata: {name: www-more, namespace: dns-system, labels: {zone: example.com}}\n"
+        "spec: {name: www, ttl: 300, ipv4Addresses: [192.0.2.12]}\n",
+        "apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+        "metadata: {name: www-ttl, namespace: dns-system, labels: {zone: example.com}}\n"
+        "spec: {name: www, ttl: 60, ipv4Addresses: [192.0.2.13]}\n",
+        /* an invalid new version of www-more: its last valid version stays served */
+        "apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+        "metadata: {name: www-more, namespace: dns-system, labels: {zone: example.com}}\n"
+        "spec: {name: www, ttl: 300, ipv4Addresses: [10.0.0.300]}\n",
+        /* never valid */
+        "apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+        "metadata: {name: broken, namespace: dns-system, labels: {zone: example.com}}\n"
+        "spec: {name: broken, ipv4Addresses: [300.1.1.1]}\n",
+        /* a sub-zone selecting the same records, then a record in both zones */
+        "apiVersion: bindy.firestoned.io/v1beta1\nkind: DNSZone\nmetadata: {name: sub-example-com, namespace: dns-system}\n"
+        "spec: {zoneName: sub.example.com, clusterRef: production-dns, soaRecord: {primaryNs: ns1.example.com., "
+        "adminEmail: a@b.c}, recordsFrom: [{selector: {matchLabels: {zone: example.com}}}]}\n",
+        "apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+        "metadata: {name: host-sub, namespace: dns-system, labels: {zone: example.com}}\n"
+        "spec: {name: host.sub.example.com., ipv4Addresses: [192.0.2.44]}\n",
+        "apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+        "metadata: {name: lonely, namespace: dns-system, labels: {zone: nowhere}}\n"
+        "spec: {name: x, ipv4Addresses: [192.0.2.1]}\n",
+    };
+    jnl_type_t types[] = {JNL_ADDED, JNL_ADDED, JNL_ADDED, JNL_ADDED, JNL_MODIFIED, JNL_ADDED, JNL_ADDED, JNL_ADDED, JNL_ADDED};
+    for (i = 0; i < sizeof(yaml) / sizeof(*yaml); i++)
+        sev_add(v, &n, types[i], parse(yaml[i]));
+    /* example.com rebuilt: host-sub now joined sub.example.com first */
+    json_t *z = example_zone();
+    json_object_set_new(json_object_get(z, "spec"), "ttl", json_integer(1800));
+    sev_add(v, &n, JNL_MODIFIED, z);
+    /* a published serial far ahead (a leader that journaled more) */
+    z = json_deep_copy(z);
+    json_object_set_new(z, "status", json_pack("{s:i}", "serial", 5000));
+    sev_add(v, &n, JNL_MODIFIED, z);
+    /* www changes twice; a record is being deleted (finalizer), another is deleted */
+    for (int k = 0; k < 2; k++) {
+        json_t *a = example_obj("ARecord", "www-example-com");
+        json_object_set_new(json_object_get(a, "spec"), "ipv4Addresses", json_pack("[s]", k ? "192.0.2.71" : "192.0.2.70"));
+        sev_add(v, &n, JNL_MODIFIED, a);
+    }
+    json_t *mx = example_obj("MXRecord", "mx-example-com");
+    mark_deleting(mx, "bindy.firestoned.io/finalizer");
+    sev_add(v, &n, JNL_MODIFIED, mx);
+    sev_add(v, &n, JNL_DELETED, example_obj("CAARecord", "caa-iodef-example-com"));
+    sev_add(v, &n, JNL_DELETED, example_obj("Bind9Instance", "secondary-eu-west"));
+    return n;
+}
+
+static void sev_apply(proj_t *p, const sev_t *v, uint64_t seq)
+{
+    const json_t *obj = v[seq - 1].obj, *meta = json_object_get(obj, "metadata");
+    jnl_event_t ev = {
+        .seq = seq,
+        .source = JNL_SRC_MANIFESTS,
+        .type = v[seq - 1].type,
+        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
+        .kind = json_string_value(json_object_get(obj, "kind")),
+        .ns = json_string_value(json_object_get(meta, "namespace")),
+        .name = json_string_value(json_object_get(meta, "name")),
+        .object = (json_t *)obj,
+    };
+    bd_err_t err;
+    if (proj_apply(p, &ev, &err) != BD_OK)
+        fail_msg("apply seq %llu: %s", (unsigned long long)seq, err.msg);
+    /* what the operator does between events: a floor from a new leader's servers */
+    if (seq == 12)
+        assert_int_equal(proj_serial_floor(p, "example.com", 300), BD_OK);
+    drain(p);
+}
+
+typedef struct {
+    const sev_t *v;
+    size_t n;
+    unsigned calls;
+} sfetch_t;
+
+static json_t *sev_fetch(void *arg, uint64_t seq, bd_err_t *err)
+{
+    sfetch_t *f = arg;
+    f->calls++;
+    if (seq == 0 || seq > f->n) {
+        bd_err_set(err, BD_ENOTFOUND, "no event %llu", (unsigned long long)seq);
+        return NULL;
+    }
+    return json_incref(f->v[seq - 1].obj);
+}
+
+/* Everything a user could tell apart: content, serials, instances, every status. */
+static void assert_same_projection(const proj_t *a, const proj_t *b, const sev_t *v, size_t n)
+{
+    char da[65], db[65];
+    assert_int_equal(proj_digest(a, da), BD_OK);
+    assert_int_equal(proj_digest(b, db), BD_OK);
+    assert_string_equal(da, db);
+    size_t na = 0, nb = 0;
+    const proj_zone_t **za = proj_zones(a, &na);
+    const proj_zone_t **zb = proj_zones(b, &nb);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++) {
+        assert_string_equal(proj_zone_name(za[i]), proj_zone_name(zb[i]));
+        if (proj_zone_serial(za[i]) != proj_zone_serial(zb[i]))
+            fail_msg("zone %s: serial %u after a full replay, %u after a restore", proj_zone_name(za[i]),
+                     proj_zone_serial(za[i]), proj_zone_serial(zb[i]));
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *meta = json_object_get(v[i].obj, "metadata");
+        const char *kind = json_string_value(json_object_get(v[i].obj, "kind"));
+        const char *ns = json_string_value(json_object_get(meta, "namespace"));
+        const char *name = json_string_value(json_object_get(meta, "name"));
+        proj_status_t sa, sb;
+        proj_status(a, kind, ns, name, &sa);
+        proj_status(b, kind, ns, name, &sb);
+        assert_int_equal(sa.known, sb.known);
+        if (!sa.known)
+            continue;
+        if (sa.ready != sb.ready || strcmp(sa.reason, sb.reason) != 0 || strcmp(sa.message, sb.message) != 0)
+            fail_msg("%s %s: \"%s: %s\" after a full replay, \"%s: %s\" after a restore", kind, name, sa.reason,
+                     sa.message, sb.reason, sb.message);
+    }
+}
+
+/* Restoring a snapshot taken at seq k and replaying k+1.. gives what a full replay gives,
+ * now and for the serials of later events; the restore reports every zone created with
+ * its whole content and every status. */
+static void test_snapshot_restore(void **state)
+{
+    static sev_t v[SNAP_MAX_EVENTS];
+    size_t n = mixed_stream(v);
+    proj_t *full = NULL;
+    assert_int_equal(proj_new(NULL, &full, NULL), BD_OK);
+    for (uint64_t s = 1; s <= n; s++)
+        sev_apply(full, v, s);
+    /* the stream holds what it claims */
+    assert_status(full, "ARecord", "www-more", false, "InvalidSpec");
+    assert_status(full, "ARecord", "broken", false, "InvalidSpec");
+    assert_status(full, "DNSZone", "example-com-again", false, "DuplicateZone");
+    assert_status(full, "CNAMERecord", "www-cname", false, "CnameConflict");
+    assert_status(full, "ARecord", "www-ttl", false, "RecordConflict");
+    proj_status_t st;
+    proj_status(full, "ARecord", "dns-system", "host-sub", &st);
+    assert_non_null(strstr(st.message, "in zone sub.example.com and others"));
+
+    const uint64_t points[] = {1, 5, 17, n - 9, n - 2, n};
+    for (size_t pi = 0; pi < sizeof(points) / sizeof(*points); pi++) {
+        uint64_t k = points[pi];
+        proj_t *a = NULL, *b = NULL;
+        assert_int_equal(proj_new(NULL, &a, NULL), BD_OK);
+        assert_int_equal(proj_new(NULL, &b, NULL), BD_OK);
+        for (uint64_t s = 1; s <= k; s++)
+            sev_apply(a, v, s);
+        sfetch_t f = {v, n, 0};
+        char *text = NULL;
+        size_t len = 0;
+        bd_err_t err;
+        if (proj_snapshot(a, sev_fetch, &f, &text, &len, &err) != BD_OK)
+            fail_msg("snapshot at %llu: %s", (unsigned long long)k, err.msg);
+        assert_true(f.calls > 0);
+        if (proj_restore(b, text, len, &err) != BD_OK)
+            fail_msg("restore at %llu: %s", (unsigned long long)k, err.msg);
+        assert_int_equal(proj_seq(b), k);
+        /* a restore hands over everything: the zone store is loaded from it */
+        proj_changes_t ch;
+        assert_int_equal(proj_take_changes(b, &ch), BD_OK);
+        size_t nz = 0;
+        proj_zones(b, &nz);
+        assert_int_equal(ch.nzones, nz);
+        for (size_t i = 0; i < ch.nzones; i++) {
+            res_strv_t rrs;
+            assert_true(ch.zones[i].created);
+            assert_int_equal(proj_zone_rrs(proj_zone_get(b, ch.zones[i].zone), &rrs), BD_OK);
+            assert_int_equal(ch.zones[i].added.n, rrs.n);
+            assert_int_equal(ch.zones[i].serial, proj_zone_serial(proj_zone_get(a, ch.zones[i].zone)));
+            res_strv_deinit(&rrs);
+        }
+        assert_true(ch.statuses.n > 0);
+        proj_changes_deinit(&ch);
+        assert_same_projection(a, b, v, n);
+        /* a snapshot of the restored projector is the same text: nothing lost or reordered */
+        char *again = NULL;
+        size_t alen = 0;
+        assert_int_equal(proj_snapshot(b, sev_fetch, &f, &again, &alen, &err), BD_OK);
+        assert_int_equal(alen, len);
+        assert_memory_equal(again, text, len);
+        free(again);
+        for (uint64_t s = k + 1; s <= n; s++)
+            sev_apply(b, v, s);
+        assert_same_projection(full, b, v, n);
+        /* the same serial for the next change of every kind */
+        set_www(b, "192.0.2.99");
+        proj_free(a);
+        a = full;
+        uint64_t saved = g_seq;
+        set_www(a, "192.0.2.99");
+        g_seq = saved;
+        assert_int_equal(proj_zone_serial(proj_zone_get(a, "example.com")), proj_zone_serial(proj_zone_get(b, "example.com")));
+        assert_int_equal(proj_zone_serial(proj_zone_get(a, "sub.example.com")),
+                         proj_zone_serial(proj_zone_get(b, "sub.example.com")));
+        drain(a);
+        drain(b);
+        /* undo on the reference so the next point compares with the same history */
+        set_www(full, "192.0.2.71");
+        drain(full);
+        proj_free(b);
+        free(text);
+        /* rebuild the reference for the next point (serials moved) */
+        proj_free(full);
+        assert_int_equal(proj_new(NULL, &full, NULL), BD_OK);
+        for (uint64_t s = 1; s <= n; s++)
+            sev_apply(full, v, s);
+    }
+    proj_free(full);
+    for (size_t i = 0; i < n; i++)
+        json_decref(v[i].obj);
+}
+
+/* A damaged snapshot is refused and leaves the projector untouched. */
+static void test_snapshot_refused(void **state)
+{
+    static sev_t v[SNAP_MAX_EVENTS];
+    size_t n = mixed_stream(v);
+    proj_t *a = NULL, *b = NULL;
+    assert_int_equal(proj_new(NULL, &a, NULL), BD_OK);
+    assert_int_equal(proj_new(NULL, &b, NULL), BD_OK);
+    for (uint64_t s = 1; s <= n; s++)
+        sev_apply(a, v, s);
+    sfetch_t f = {v, n, 0};
+    char *text = NULL;
+    size_t len = 0;
+    bd_err_t err;
+    /* pending changes: not a consistent point */
+    uint32_t serial = proj_zone_serial(proj_zone_get(a, "example.com"));
+    assert_int_equal(proj_serial_floor(a, "example.com", serial + 10), BD_OK);
+    assert_int_equal(proj_snapshot(a, sev_fetch, &f, &text, &len, &err), BD_EINVAL);
+    drain(a);
+    /* a fetch that fails (the event is gone) fails the snapshot */
+    sfetch_t none = {v, 0, 0};
+    assert_int_equal(proj_snapshot(a, sev_fetch, &none, &text, &len, &err), BD_ENOTFOUND);
+    assert_null(text);
+    /* a fetch answering with another object is caught */
+    sfetch_t shifted = {v + 1, n - 1, 0};
+    assert_int_equal(proj_snapshot(a, sev_fetch, &shifted, &text, &len, &err), BD_ECORRUPT);
+    assert_int_equal(proj_snapshot(a, sev_fetch, &f, &text, &len, &err), BD_OK);
+    /* truncated, and one object line dropped: refused, b stays empty */
+    assert_int_equal(proj_restore(b, text, len / 2, &err), BD_ECORRUPT);
+    assert_int_equal(proj_seq(b), 0);
+    char *nl1 = strchr(text, '\n'), *nl2 = strchr(nl1 + 1, '\n');
+    size_t cut = (size_t)(nl2 - nl1);
+    memmove(nl1, nl2, len - (size_t)(nl2 - text) + 1);
+    assert_int_not_equal(proj_restore(b, text, len - cut, &err), BD_OK);
+    size_t nz = 0;
+    proj_zones(b, &nz);
+    assert_int_equal(nz, 0);
+    free(text);
+    /* a capture does not depend on the projector afterwards: rendered after a change, it is
+     * the snapshot of the moment it was taken (the applier renders on another thread) */
+    proj_snap_t *cap = NULL;
+    char *before = NULL, *after = NULL;
+    size_t blen = 0, alen = 0;
+    assert_int_equal(proj_snapshot(a, sev_fetch, &f, &before, &blen, &err), BD_OK);
+    assert_int_equal(proj_snapshot_capture(a, &cap, &err), BD_OK);
+    assert_int_equal(proj_snap_seq(cap), n);
+    assert_int_equal(proj_serial_floor(a, "example.com", proj_zone_serial(proj_zone_get(a, "example.com")) + 50), BD_OK);
+    drain(a);
+    assert_int_equal(proj_snapshot_render(cap, sev_fetch, &f, &after, &alen, &err), BD_OK);
+    proj_snap_free(cap);
+    assert_int_equal(alen, blen);
+    assert_memory_equal(after, before, blen);
+    free(before);
+    free(after);
+    /* into a projector that already holds state: refused */
+    assert_int_equal(proj_snapshot(a, sev_fetch, &f, &text, &len, &err), BD_OK);
+    assert_int_equal(proj_restore(a, text, len, &err), BD_EINVAL);
+    /* another catalog suffix: its catalogs would be other zones */
+    proj_opts_t po = {.catalog_suffix = "cat.example.org"};
+    proj_t *c = NULL;
+    assert_int_equal(proj_new(&po, &c, NULL), BD_OK);
+    assert_int_equal(proj_restore(c, text, len, &err), BD_EINVAL);
+    assert_non_null(strstr(err.msg, "catalog suffix"));
+    proj_free(c);
+    free(text);
+    proj_free(a);
+    proj_free(b);
+    for (size_t i = 0; i < n; i++)
+        json_decref(v[i].obj);
+}
+
+/* A DNSZone event updates only its own zone's membership and the catalogs that list it
+ * (zone_membership); the result must equal the full recomputation an instance event
+ * runs, and the state a projector reaches when the instances arrive after the zones. */
+static json_t *mzone(int i, const char *name, const char *roles)
+{
+    char y[1024];
+    int n = snprintf(y, sizeof(y),
+                     "apiVersion: bindy.firestoned.io/v1beta1\nkind: DNSZone\n"
+                     "metadata: {name: z%d, namespace: dns-system}\n"
+                     "spec:\n  zoneName: %s\n  soaRecord: {primaryNs: ns1.%s., adminEmail: admin.%s.}\n"
+                     "  bind9InstancesFrom:\n",
+                     i, name, name, name);
+    for (const char *r = roles; *r && n > 0 && (size_t)n < sizeof(y); r++)
+        n += snprintf(y + n, sizeof(y) - (size_t)n, "  - selector: {matchLabels: {dns-role: %s}}\n",
+                      *r == 'p' ? "primary" : "secondary");
+    return parse(y);
+}
+
+static json_t *minstance(const char *name, const char *role, const char *extra_label)
+{
+    char y[512];
+    snprintf(y, sizeof(y),
+             "apiVersion: bindy.firestoned.io/v1beta1\nkind: Bind9Instance\n"
+             "metadata: {name: %s, namespace: dns-system, labels: {dns-role: %s%s}}\nspec: {replicas: 1}\n",
+             name, role, extra_label ? extra_label : "");
+    return parse(y);
+}
+
+static void test_zone_membership_incremental(void **state)
+{
+    enum { NZ = 12 };
+    static const char *const roles[3] = {"p", "s", "ps"};
+    proj_t *p = NULL, *q = NULL;
+    assert_int_equal(proj_new(NULL, &p, NULL), BD_OK);
+    json_t *prim = minstance("prim", "primary", NULL), *sec = minstance("sec", "secondary", NULL);
+    apply(p, JNL_ADDED, prim);
+    apply(p, JNL_ADDED, sec);
+    json_t *zones[NZ];
+    char name[64];
+    for (int i = 0; i < NZ; i++) {
+        snprintf(name, sizeof(name), "z%d.test", i);
+        zones[i] = mzone(i, name, roles[i % 3]);
+        apply(p, JNL_ADDED, zones[i]);
+    }
+    /* membership changes of every kind: selectors, a deletion, a rename, a duplicate */
+    json_decref(zones[1]);
+    zones[1] = mzone(1, "z1.test", "p");
+    apply(p, JNL_MODIFIED, zones[1]);
+    json_decref(zones[0]);
+    zones[0] = mzone(0, "z0.test", "s");
+    apply(p, JNL_MODIFIED, zones[0]);
+    apply(p, JNL_DELETED, zones[2]);
+    json_decref(zones[2]);
+    zones[2] = NULL;
+    json_decref(zones[3]);
+    zones[3] = mzone(3, "z3-renamed.test", "ps");
+    apply(p, JNL_MODIFIED, zones[3]);
+    json_t *dup = mzone(99, "z4.test", "s"); /* loses to z4 (older): changes nothing */
+    apply(p, JNL_ADDED, dup);
+    drain(p);
+
+    size_t n = 0;
+    const proj_instance_t **in = proj_instances(p, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(in[0]->key, "dns-system/prim");
+    size_t want_prim = 0, want_sec = 0;
+    for (int i = 0; i < NZ; i++) {
+        const char *r = i == 0 ? "s" : i == 1 ? "p" : i == 2 ? "" : i == 3 ? "ps" : roles[i % 3];
+        want_prim += strchr(r, 'p') != NULL;
+        want_sec += strchr(r, 's') != NULL;
+    }
+    assert_int_equal(in[0]->zones.n, want_prim);
+    assert_int_equal(in[1]->zones.n, want_sec);
+    /* the primary's catalog carries what the secondary serves too */
+    res_strv_t rrs;
+    assert_int_equal(proj_zone_rrs(proj_zone_get(p, in[0]->catalog), &rrs), BD_OK);
+    bool renamed = false, old_name = false, deleted = false, sec_only = false;
+    for (size_t i = 0; i < rrs.n; i++) {
+        renamed |= strstr(rrs.v[i], " IN PTR z3-renamed.test.") != NULL;
+        old_name |= strstr(rrs.v[i], " IN PTR z3.test.") != NULL;
+        deleted |= strstr(rrs.v[i], " IN PTR z2.test.") != NULL;
+        sec_only |= strstr(rrs.v[i], " IN PTR z0.test.") != NULL;
+    }
+    res_strv_deinit(&rrs);
+    assert_true(renamed && sec_only);
+    assert_false(old_name || deleted);
+
+    /* the full recomputation (an instance event that changes no selection) finds nothing
+     * to change in any catalog or zone */
+    json_t *prim2 = minstance("prim", "primary", ", touched: \"yes\"");
+    apply(p, JNL_MODIFIED, prim2);
+    proj_changes_t ch;
+    assert_int_equal(proj_take_changes(p, &ch), BD_OK);
+    assert_int_equal(ch.nzones, 0);
+    proj_changes_deinit(&ch);
+
+    /* the same objects, zones first and instances last (membership computed in full) */
+    assert_int_equal(proj_new(NULL, &q, NULL), BD_OK);
+    for (int i = 0; i < NZ; i++)
+        if (zones[i])
+            apply(q, JNL_ADDED, zones[i]);
+    apply(q, JNL_ADDED, prim2);
+    apply(q, JNL_ADDED, sec);
+    char dp[65], dq[65];
+    assert_int_equal(proj_digest(p, dp), BD_OK);
+    assert_int_equal(proj_digest(q, dq), BD_OK);
+    assert_string_equal(dp, dq);
+
+    for (int i = 0; i < NZ; i++)
+        json_decref(zones[i]);
+    json_decref(dup);
+    json_decref(prim);
+    json_decref(prim2);
+    json_decref(sec);
+    proj_free(p);
+    proj_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -615,7 +1055,10 @@ int main(void)
         cmocka_unit_test(test_published_serial),
         cmocka_unit_test(test_conflicts_and_bad_input),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_zone_membership_incremental),
         cmocka_unit_test(test_deletion_timestamp),
+        cmocka_unit_test(test_snapshot_restore),
+        cmocka_unit_test(test_snapshot_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

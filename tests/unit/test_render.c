@@ -125,7 +125,8 @@ static void test_primary_and_secondary_pass_named_checkconf(void **state)
     assert_non_null(strstr(conf, "recursion no;"));
     assert_non_null(strstr(conf, "allow-query { any; };"));
     assert_non_null(strstr(conf, "notify no;"));
-    assert_non_null(strstr(conf, "allow-notify { 127.0.0.2; 127.0.0.3; };"));
+    /* a NOTIFY from an upstream pod (not the Service address) is accepted when signed */
+    assert_non_null(strstr(conf, "allow-notify { key \"bindy-xfr\"; 127.0.0.2; 127.0.0.3; };"));
     inlined = inline_keys(conf, keys);
     rc = checkconf(inlined, out, sizeof(out));
     if (rc != 0)

@@ -458,6 +458,18 @@ static const struct {
     {HDR("Bind9Instance") "spec: {config: {forwarders: ['8.8.8.8', 'dns.google']}}\n", "spec.config.forwarders[1]", ""},
     {HDR("Bind9Instance") "spec: {storage: {emptyDir: {}, persistentVolumeClaim: {size: 1Gi}}}\n", "spec.storage",
      "mutually exclusive"},
+    /* replicas sharing one existing claim: only ReadWriteMany; else one claim per pod */
+    {HDR("Bind9Instance") "spec: {replicas: 2, storage: {persistentVolumeClaim: {claimName: zones}}}\n", "spec",
+     "ReadWriteMany"},
+    {HDR("Bind9Instance") "spec: {replicas: 2, storage: {persistentVolumeClaim: {claimName: zones, "
+                          "accessModes: [ReadWriteOnce]}}}\n",
+     "spec", "cannot share one existing claim"},
+    {HDR("Bind9Instance") "spec: {replicas: 2, storage: {persistentVolumeClaim: {claimName: zones, "
+                          "accessModes: [ReadWriteOnce, ReadWriteMany]}}}\n",
+     NULL, NULL},
+    {HDR("Bind9Instance") "spec: {replicas: 1, storage: {persistentVolumeClaim: {claimName: zones}}}\n", NULL, NULL},
+    {HDR("Bind9Instance") "spec: {storage: {persistentVolumeClaim: {claimName: zones}}}\n", NULL, NULL},
+    {HDR("Bind9Instance") "spec: {replicas: 3, storage: {persistentVolumeClaim: {size: 1Gi}}}\n", NULL, NULL},
     {HDR("Bind9Instance") "spec: {replicas: 3, affinity: {podAntiAffinity: {x: 1}}, tolerations: [{key: a}]}\n",
      NULL, NULL},
     /* zones */

@@ -51,6 +51,7 @@ typedef struct fx {
     kst_t *k;
     bool leader;
     int32_t ready_replicas;
+    const char *problem; /* the instance_problem hook's answer */
     uint64_t seq;
 } fx_t;
 
@@ -61,6 +62,14 @@ static int32_t rr_hook(void *arg, const char *ns, const char *name)
     (void)ns;
     (void)name;
     return ((fx_t *)arg)->ready_replicas;
+}
+
+static const char *problem_hook(void *arg, const char *ns, const char *name, const char **reason)
+{
+    (void)ns;
+    (void)name;
+    *reason = "RndcKeyUnavailable";
+    return ((fx_t *)arg)->problem;
 }
 
 static void fx_start(fx_t *f, unsigned zone_delay_ms)
@@ -95,6 +104,8 @@ static void fx_start(fx_t *f, unsigned zone_delay_ms)
     ko.fence_arg = f;
     ko.ready_replicas = rr_hook;
     ko.ready_replicas_arg = f;
+    ko.instance_problem = problem_hook;
+    ko.instance_problem_arg = f;
     ko.instance = "bindy-0";
     ko.zone_delay_ms = zone_delay_ms;
     assert_int_equal(kst_new(f->c, f->p, &ko, &f->k, &err), BD_OK);
@@ -533,6 +544,52 @@ static void test_one_change_one_write(void **state)
     fx_stop(&f);
 }
 
+/* Continuity at takeover: a serial servers publish above the projection's goes into the
+ * zone's status.serial; journaled back, it is the projector's floor, so the projection
+ * continues from it and nothing more is written. */
+static void test_serial_floor(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_start(&f, 0);
+    populate(&f);
+    assert_int_equal(kst_flush(f.k), BD_OK);
+    assert_true(settle(&f, 10));
+    for (size_t i = 0; i < NALL; i++)
+        echo(&f, ALL[i][0], ALL[i][1]);
+    assert_int_equal(kst_flush(f.k), BD_OK);
+    assert_true(settle(&f, 5));
+    uint32_t projected = proj_zone_serial(proj_zone_get(f.p, "example.com"));
+
+    size_t mark = bd_apiserver_log_count(f.s);
+    assert_int_equal(kst_serial_floor(f.k, "example.com", projected + 40), BD_OK);
+    assert_int_equal(kst_flush(f.k), BD_OK);
+    assert_true(settle(&f, 5));
+    assert_int_equal(count_req(&f, mark, "patch", "/dnszones/example-com/status"), 1);
+    json_t *z = stored(&f, "DNSZone", "example-com");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(z, "status"), "serial")), projected + 40);
+    json_decref(z);
+
+    /* the projection goes one above (its content may differ from what servers hold under
+     * that serial) and the status follows it, once; then nothing */
+    echo(&f, "DNSZone", "example-com");
+    assert_int_equal(proj_zone_serial(proj_zone_get(f.p, "example.com")), projected + 41);
+    mark = bd_apiserver_log_count(f.s);
+    assert_int_equal(kst_mark(f.k, "DNSZone/" NS "/example-com"), BD_OK);
+    assert_int_equal(kst_flush(f.k), BD_OK);
+    assert_true(settle(&f, 5));
+    assert_int_equal(count_req(&f, mark, "patch", "/dnszones/example-com/status"), 1);
+    z = stored(&f, "DNSZone", "example-com");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(z, "status"), "serial")), projected + 41);
+    json_decref(z);
+    echo(&f, "DNSZone", "example-com");
+    mark = bd_apiserver_log_count(f.s);
+    assert_int_equal(kst_flush(f.k), BD_OK);
+    assert_true(settle(&f, 5));
+    assert_int_equal(count_req(&f, mark, "patch", "/status"), 0);
+    fx_stop(&f);
+}
+
 /* Not the leader: nothing is written; marks are kept and written once leading. */
 static void test_fenced(void **state)
 {
@@ -611,6 +668,27 @@ static void test_events_on_ready_changes(void **state)
     assert_int_equal(events_for(evs, "primary", "Ready", "Normal"), 2);
     assert_int_equal(events_for(evs, "www-cname", "Ready", "Normal"), 1);
     assert_int_equal(events_for(evs, "www-cname", "CnameConflict", "Warning"), 1);
+    json_decref(evs);
+    /* the applier cannot run it (its rndc key Secret is missing): Ready=False saying why,
+     * one Warning; then fixed: Ready again */
+    f.problem = "spec.rndcKey.secretRef: Secret default/my-rndc (key \"secret\") not found";
+    assert_int_equal(kst_mark(f.k, "Bind9Instance/default/primary"), BD_OK);
+    assert_int_equal(kst_flush(f.k), BD_OK);
+    assert_true(settle(&f, 5));
+    assert_cond(&f, "Bind9Instance", "primary", "Ready", "False", "RndcKeyUnavailable", 1);
+    assert_cond(&f, "Bind9Instance", "primary", "Degraded", "True", "RndcKeyUnavailable", 1);
+    in = stored(&f, "Bind9Instance", "primary");
+    const json_t *c0 = json_array_get(json_object_get(json_object_get(in, "status"), "conditions"), 0);
+    assert_string_equal(json_string_value(json_object_get(c0, "message")), f.problem);
+    json_decref(in);
+    f.problem = NULL;
+    assert_int_equal(kst_mark(f.k, "Bind9Instance/default/primary"), BD_OK);
+    assert_int_equal(kst_flush(f.k), BD_OK);
+    assert_true(settle(&f, 5));
+    assert_cond(&f, "Bind9Instance", "primary", "Ready", "True", "Ready", 1);
+    evs = list_events(&f);
+    assert_int_equal(events_for(evs, "primary", "RndcKeyUnavailable", "Warning"), 1);
+    assert_int_equal(events_for(evs, "primary", "Ready", "Normal"), 3);
     json_decref(evs);
     kst_stats_t st;
     kst_stats(f.k, &st);
@@ -710,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_statuses_written_once),
         cmocka_unit_test(test_new_leader_writes_nothing),
         cmocka_unit_test(test_one_change_one_write),
+        cmocka_unit_test(test_serial_floor),
         cmocka_unit_test(test_fenced),
         cmocka_unit_test(test_events_on_ready_changes),
         cmocka_unit_test(test_transition_time_kept),

@@ -6,7 +6,8 @@
  * scaling applies exactly the Deployment and the PDB; a deleted instance loses what it
  * controls (and only that); the rndc key survives syncs and a new applier (a new
  * leader); a fenced applier sends nothing; a failed apply is retried without holding
- * back the other instance. Every wait is bounded.
+ * back the other instance; Events on the instance say what was created, updated or
+ * refused, once per change and never at rest. Every wait is bounded.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "apply.h"
 #include "doc.h"
@@ -35,11 +37,19 @@ typedef struct {
     proj_t *p;
     wla_t *w;
     bool leader;
+    int problems; /* on_problem calls */
     uint64_t seq;
     json_t *insts; /* the example instances, with uids */
 } fx_t;
 
 static bool fence(void *arg) { return ((fx_t *)arg)->leader; }
+
+static void on_problem(void *arg, const char *key)
+{
+    fx_t *x = arg;
+    assert_string_equal(key, NS "/primary-dns");
+    x->problems++;
+}
 
 static const char *src_dir(void)
 {
@@ -92,6 +102,8 @@ static void new_wla(fx_t *x)
     o.xfr_secret_b64 = XFR_B64;
     o.fence = fence;
     o.fence_arg = x;
+    o.on_problem = on_problem;
+    o.on_problem_arg = x;
     bd_err_t err;
     assert_int_equal(wla_new(x->f.c, &o, &x->w, &err), BD_OK);
 }
@@ -172,6 +184,41 @@ static size_t api_calls(fx_t *x, const char *verb, const char *path_sub)
             continue;
         n++;
     }
+    return n;
+}
+
+/* Events on Bind9Instance inst (involvedObject with its uid) of this type and reason whose
+ * message holds msg (NULL: any). Reads through HTTP: count API calls before calling. */
+static size_t events_of(fx_t *x, const char *inst, const char *type, const char *reason, const char *msg)
+{
+    json_t *l = kfx_get_json(&x->f, "/api/v1/namespaces/" NS "/events");
+    char uid[64];
+    snprintf(uid, sizeof(uid), "uid-%s", inst);
+    size_t i, n = 0;
+    const json_t *e;
+    json_array_foreach(json_object_get(l, "items"), i, e) {
+        const json_t *io = json_object_get(e, "involvedObject");
+        const char *m = json_string_value(json_object_get(e, "message"));
+        if (strcmp(json_string_value(json_object_get(io, "name")), inst) != 0 ||
+            strcmp(json_string_value(json_object_get(e, "type")), type) != 0 ||
+            strcmp(json_string_value(json_object_get(e, "reason")), reason) != 0 ||
+            (msg != NULL && (m == NULL || strstr(m, msg) == NULL)))
+            continue;
+        assert_string_equal(json_string_value(json_object_get(io, "kind")), "Bind9Instance");
+        assert_string_equal(json_string_value(json_object_get(io, "apiVersion")), "bindy.firestoned.io/v1beta1");
+        assert_string_equal(json_string_value(json_object_get(io, "namespace")), NS);
+        assert_string_equal(json_string_value(json_object_get(io, "uid")), uid);
+        n++;
+    }
+    json_decref(l);
+    return n;
+}
+
+static size_t all_events(fx_t *x)
+{
+    json_t *l = kfx_get_json(&x->f, "/api/v1/namespaces/" NS "/events");
+    size_t n = json_array_size(json_object_get(l, "items"));
+    json_decref(l);
     return n;
 }
 
@@ -303,9 +350,13 @@ static void test_scale(void **state)
     mark_changes(x);
     run_idle(x);
     kfx_run_for(x->f.loop, 0.1);
-    assert_int_equal(api_calls(x, NULL, NULL), 2);
+    /* two applies, and an Event for each */
+    assert_int_equal(api_calls(x, NULL, NULL), 4);
     assert_int_equal(api_calls(x, "patch", "/deployments/primary-dns"), 1);
     assert_int_equal(api_calls(x, "patch", "/poddisruptionbudgets/primary-dns-pdb"), 1);
+    assert_int_equal(api_calls(x, "create", "/events"), 2);
+    assert_int_equal(events_of(x, "primary-dns", "Normal", "Updated", "Deployment primary-dns"), 1);
+    assert_int_equal(events_of(x, "primary-dns", "Normal", "Updated", "PodDisruptionBudget primary-dns-pdb"), 1);
     json_t *d = get_obj(x, "apps", "deployments", "primary-dns");
     assert_non_null(d);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "spec"), "replicas")), 3);
@@ -398,7 +449,7 @@ static void test_fenced(void **state)
 static void test_failure_retried(void **state)
 {
     fx_t *x = *state;
-    bd_apiserver_fail_next(x->f.as, 2, 500, "/deployments/primary-dns");
+    bd_apiserver_fail_next(x->f.as, 2, 500, "patch /apis/apps/v1/namespaces/" NS "/deployments/primary-dns");
     first_sync(x);
     assert_workloads(x, "primary-dns", true);
     assert_workloads(x, "secondary-dns", true);
@@ -408,6 +459,49 @@ static void test_failure_retried(void **state)
     assert_int_equal(st.applies, 2 * NOBJS);
     assert_int_equal(api_calls(x, "patch", "/deployments/primary-dns"), 3);
     assert_int_equal(api_calls(x, "patch", "/deployments/secondary-dns"), 1);
+    /* the two identical refusals: one Warning; then the Deployment is created once */
+    assert_int_equal(events_of(x, "primary-dns", "Warning", "ApplyFailed", "Deployment primary-dns"), 1);
+    assert_int_equal(events_of(x, "primary-dns", "Normal", "Created", "Deployment primary-dns"), 1);
+    assert_int_equal(events_of(x, "secondary-dns", "Warning", "ApplyFailed", NULL), 0);
+    wla_stats(x->w, &st);
+    assert_int_equal(st.event_errors, 0);
+}
+
+/* Events: Created for every object a takeover creates, nothing at rest, nothing when a
+ * new leader applies objects that are already right. */
+static void test_events(void **state)
+{
+    fx_t *x = *state;
+    first_sync(x);
+    static const char *const created[] = {"Secret primary-dns-keys", "ConfigMap primary-dns-config",
+                                          "Deployment primary-dns", "PodDisruptionBudget primary-dns-pdb"};
+    for (size_t i = 0; i < sizeof(created) / sizeof(*created); i++)
+        if (events_of(x, "primary-dns", "Normal", "Created", created[i]) != 1)
+            fail_msg("no single Created event for %s", created[i]);
+    /* the primary's Service existed (setup made it, as a stand-in): the apply updates it */
+    assert_int_equal(events_of(x, "primary-dns", "Normal", "Updated", "Service primary-dns"), 1);
+    assert_int_equal(events_of(x, "primary-dns", "Normal", "Created", NULL), NOBJS - 1);
+    assert_int_equal(events_of(x, "secondary-dns", "Normal", "Created", NULL), NOBJS);
+    assert_int_equal(all_events(x), 2 * NOBJS);
+    wla_stats_t st;
+    wla_stats(x->w, &st);
+    assert_int_equal(st.events, 2 * NOBJS);
+    /* at rest: marks cost nothing, post nothing */
+    bd_apiserver_log_clear(x->f.as);
+    assert_int_equal(wla_mark(x->w, NS "/primary-dns"), BD_OK);
+    assert_int_equal(wla_sync(x->w, x->p), BD_OK);
+    run_idle(x);
+    kfx_run_for(x->f.loop, 0.2);
+    assert_int_equal(api_calls(x, NULL, NULL), 0);
+    /* a new leader applies every object once, and none of them changes */
+    wla_free(x->w);
+    x->w = NULL;
+    new_wla(x);
+    first_sync(x);
+    kfx_run_for(x->f.loop, 0.1);
+    assert_int_equal(api_calls(x, "patch", NULL), 2 * NOBJS);
+    assert_int_equal(api_calls(x, "create", "/events"), 0);
+    assert_int_equal(all_events(x), 2 * NOBJS);
 }
 
 static bool secondary_applied(void *arg)
@@ -471,6 +565,172 @@ static void test_reset(void **state)
     assert_int_equal(api_calls(x, "get", "/services/" WLA_DEFAULT_HIDDEN_PRIMARY), 1);
 }
 
+/* primary-dns with spec.storage set (YAML flow body, NULL: removed), generation gen. */
+static void set_storage(fx_t *x, const char *storage_json, int gen)
+{
+    json_t *o = json_deep_copy(json_array_get(x->insts, 0));
+    json_t *spec = json_object_get(o, "spec");
+    if (storage_json != NULL)
+        json_object_set_new(spec, "storage", json_loads(storage_json, 0, NULL));
+    else
+        json_object_del(spec, "storage");
+    json_object_set_new(json_object_get(o, "metadata"), "generation", json_integer(gen));
+    feed(x, JNL_MODIFIED, o);
+    json_decref(o);
+    mark_changes(x);
+    run_idle(x);
+}
+
+/* Claims per pod: the Deployment gives way to a StatefulSet and back, also when the
+ * leader that applied the old one is gone. */
+static void test_storage_switch(void **state)
+{
+    fx_t *x = *state;
+    first_sync(x);
+    bd_apiserver_log_clear(x->f.as);
+    set_storage(x, "{\"persistentVolumeClaim\": {\"size\": \"2Gi\"}}", 2);
+    json_t *sts = get_obj(x, "apps", "statefulsets", "primary-dns");
+    assert_non_null(sts);
+    assert_true(wl_owned_by(sts, "uid-primary-dns"));
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(json_object_get(json_object_get(sts, "spec"),
+                                                                           "volumeClaimTemplates"), 0), "metadata"),
+                            "name")),
+                        "data");
+    json_decref(sts);
+    assert_null(get_obj(x, "apps", "deployments", "primary-dns"));
+    assert_int_equal(api_calls(x, "delete", "/deployments/primary-dns"), 1);
+    assert_int_equal(events_of(x, "primary-dns", "Normal", "Created", "StatefulSet primary-dns"), 1);
+    assert_int_equal(events_of(x, "primary-dns", "Normal", "Deleted", "Deployment primary-dns"), 1);
+    /* a new leader, and the storage goes away: it never applied the StatefulSet, it
+     * finds it and deletes it */
+    wla_free(x->w);
+    x->w = NULL;
+    new_wla(x);
+    first_sync(x);
+    bd_apiserver_log_clear(x->f.as);
+    set_storage(x, NULL, 3);
+    assert_null(get_obj(x, "apps", "statefulsets", "primary-dns"));
+    json_t *d = get_obj(x, "apps", "deployments", "primary-dns");
+    assert_non_null(d);
+    json_decref(d);
+    assert_int_equal(api_calls(x, "delete", "/statefulsets/primary-dns"), 1);
+    /* the secondary was not touched */
+    assert_int_equal(api_calls(x, NULL, "secondary-dns"), 0);
+    wla_stats_t st;
+    wla_stats(x->w, &st);
+    assert_int_equal(st.errors, 0);
+    /* known gone: a later change (a scale) costs no read of it */
+    bd_apiserver_log_clear(x->f.as);
+    json_t *o = json_deep_copy(json_array_get(x->insts, 0));
+    json_object_set_new(json_object_get(o, "spec"), "replicas", json_integer(3));
+    json_object_set_new(json_object_get(o, "metadata"), "generation", json_integer(4));
+    feed(x, JNL_MODIFIED, o);
+    json_decref(o);
+    mark_changes(x);
+    run_idle(x);
+    assert_int_equal(api_calls(x, "patch", "/deployments/primary-dns"), 1);
+    assert_int_equal(api_calls(x, "get", NULL), 0);
+}
+
+#define USER_RNDC_B64 "dXNlcidzIG93biBybmRjIGtleSwgbm90IGJpbmR5J3MhIQ=="
+
+typedef struct {
+    fx_t *x;
+    const char *want; /* a substring of the problem; NULL: no problem */
+} problem_wait_t;
+
+/* The secondary applied and no call in flight (the primary waits, marked) */
+static bool secondary_done(void *arg)
+{
+    fx_t *x = arg;
+    wla_stats_t st;
+    wla_stats(x->w, &st);
+    return secondary_applied(x) && st.inflight == 0;
+}
+
+static bool problem_is(void *arg)
+{
+    problem_wait_t *p = arg;
+    const char *m = wla_problem(p->x->w, NS "/primary-dns", NULL);
+    return p->want == NULL ? m == NULL : (m != NULL && strstr(m, p->want) != NULL);
+}
+
+/* spec.rndcKey.secretRef: the instance waits (Ready=False material: a reason naming the
+ * Secret and its key) while the Secret or key is missing, the others do not; once it is
+ * there, its key is what keys.conf holds and what bindy would use. */
+static void test_rndc_secret_ref(void **state)
+{
+    fx_t *x = *state;
+    json_t *o = json_deep_copy(json_array_get(x->insts, 0));
+    json_object_set_new(json_object_get(o, "spec"), "rndcKey",
+                        json_pack("{s:{s:s, s:s}, s:s}", "secretRef", "name", "my-rndc", "key", "rndc.key",
+                                  "algorithm", "hmac-sha256"));
+    feed(x, JNL_MODIFIED, o);
+    json_decref(o);
+    assert_int_equal(wla_mark_all(x->w, x->p), BD_OK);
+    assert_int_equal(wla_sync(x->w, x->p), BD_OK);
+    problem_wait_t pw = {x, "not found"};
+    assert_true(kfx_run_until(x->f.loop, problem_is, &pw, 10.0));
+    assert_true(kfx_run_until(x->f.loop, secondary_done, x, 10.0));
+    const char *reason = NULL;
+    const char *msg = wla_problem(x->w, NS "/primary-dns", &reason);
+    assert_string_equal(reason, "RndcKeyUnavailable");
+    assert_non_null(strstr(msg, "Secret " NS "/my-rndc"));
+    assert_non_null(strstr(msg, "\"rndc.key\""));
+    assert_null(wla_problem(x->w, NS "/secondary-dns", NULL));
+    assert_int_equal(x->problems, 1);
+    /* nothing of the primary is applied meanwhile; the secondary is */
+    assert_null(get_obj(x, "apps", "deployments", "primary-dns"));
+    assert_workloads(x, "secondary-dns", true);
+    char *k = NULL;
+    assert_int_equal(wla_rndc_key(x->w, NS "/primary-dns", &k), BD_ENOTFOUND);
+
+    /* the Secret, without the key */
+    bd_err_t err;
+    if (bd_apiserver_create(x->f.as,
+                            "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"my-rndc\","
+                            "\"namespace\":\"" NS "\"},\"data\":{\"other\":\"eA==\"}}",
+                            &err) != 0)
+        fail_msg("create Secret: %s", err.msg);
+    pw.want = "has no key \"rndc.key\"";
+    assert_true(kfx_run_until(x->f.loop, problem_is, &pw, 15.0));
+    assert_int_equal(x->problems, 2);
+    /* ...then with it (as `kubectl create secret --from-file` stores it, newline and all) */
+    const char *text = USER_RNDC_B64 "\n";
+    unsigned char enc[256];
+    EVP_EncodeBlock(enc, (const unsigned char *)text, (int)strlen(text));
+    char body[320];
+    snprintf(body, sizeof(body), "{\"data\":{\"rndc.key\":\"%s\"}}", (const char *)enc);
+    assert_int_equal(kfx_http(&x->f, "PATCH", "/api/v1/namespaces/" NS "/secrets/my-rndc",
+                              "application/merge-patch+json", body),
+                     200);
+    pw.want = NULL;
+    assert_true(kfx_run_until(x->f.loop, problem_is, &pw, 15.0));
+    run_idle(x);
+    assert_int_equal(x->problems, 3);
+    assert_workloads(x, "primary-dns", true);
+    /* keys.conf and the key bindy reads back hold the user's key, not the generated one */
+    json_t *sec = get_obj(x, "", "secrets", "primary-dns-keys");
+    assert_non_null(sec);
+    const char *kc = json_string_value(json_object_get(json_object_get(sec, "data"), "keys.conf"));
+    assert_non_null(kc);
+    unsigned char conf[2048];
+    assert_true(strlen(kc) < sizeof(conf) * 3 / 4);
+    assert_true(EVP_DecodeBlock(conf, (const unsigned char *)kc, (int)strlen(kc)) > 0);
+    assert_non_null(strstr((const char *)conf, "secret \"" USER_RNDC_B64 "\";"));
+    char *used = rndc_secret(x, "primary-dns");
+    assert_string_equal(used, USER_RNDC_B64);
+    json_decref(sec);
+    assert_int_equal(wla_rndc_key(x->w, NS "/primary-dns", &k), BD_OK);
+    assert_string_equal(k, USER_RNDC_B64);
+    free(k);
+    assert_int_equal(wla_rndc_key(x->w, NS "/secondary-dns", &k), BD_OK);
+    assert_string_not_equal(k, USER_RNDC_B64);
+    free(k);
+    free(used);
+}
+
 static void test_args(void **state)
 {
     (void)state;
@@ -495,6 +755,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failure_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secondary_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_switch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rndc_secret_ref, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

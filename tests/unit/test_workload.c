@@ -362,7 +362,7 @@ static void test_storage(void **state)
     res_t *r = instance("dns", "", "replicas: 1");
     render_ok(r, NULL, &o);
     assert_json(at(o.obj[WL_DEPLOYMENT], "spec.template.spec.volumes[2]"), "{\"name\": \"data\", \"emptyDir\": {}}");
-    assert_null(o.obj[WL_PVC]);
+    assert_null(o.obj[WL_STATEFULSET]);
     wl_objects_deinit(&o);
     res_free(r);
 
@@ -370,37 +370,74 @@ static void test_storage(void **state)
     render_ok(r, NULL, &o);
     assert_json(at(o.obj[WL_DEPLOYMENT], "spec.template.spec.volumes[2]"),
                 "{\"name\": \"data\", \"emptyDir\": {\"medium\": \"Memory\", \"sizeLimit\": \"64Mi\"}}");
-    assert_null(o.obj[WL_PVC]);
+    assert_null(o.obj[WL_STATEFULSET]);
     wl_objects_deinit(&o);
     res_free(r);
 
-    /* an existing claim: used, not created */
+    /* an existing claim: used, not created, by a Deployment (one pod, or a shared
+     * ReadWriteMany claim) */
     r = instance("dns", "", "storage: {persistentVolumeClaim: {claimName: zones}}");
     render_ok(r, NULL, &o);
     assert_json(at(o.obj[WL_DEPLOYMENT], "spec.template.spec.volumes[2]"),
                 "{\"name\": \"data\", \"persistentVolumeClaim\": {\"claimName\": \"zones\"}}");
-    assert_null(o.obj[WL_PVC]);
+    assert_null(o.obj[WL_STATEFULSET]);
+    wl_objects_deinit(&o);
+    res_free(r);
+    r = instance("dns", "", "replicas: 3, storage: {persistentVolumeClaim: {claimName: zones, accessModes: [ReadWriteMany]}}");
+    render_ok(r, NULL, &o);
+    assert_int_equal(json_integer_value(at(o.obj[WL_DEPLOYMENT], "spec.replicas")), 3);
+    assert_string_equal(str_at(o.obj[WL_DEPLOYMENT], "spec.template.spec.volumes[2].persistentVolumeClaim.claimName"),
+                        "zones");
+    assert_null(o.obj[WL_STATEFULSET]);
     wl_objects_deinit(&o);
     res_free(r);
 
-    /* a claim bindy creates, owned by the instance */
-    r = instance("dns", "", "storage: {persistentVolumeClaim: {storageClassName: fast, size: 5Gi, accessModes: [ReadWriteOncePod]}}");
+    /* claims bindy asks for: a StatefulSet with one claim per pod instead of the
+     * Deployment, the same pod template otherwise */
+    r = instance("dns", "", "replicas: 3, storage: {persistentVolumeClaim: {storageClassName: fast, size: 5Gi, accessModes: [ReadWriteOncePod]}}");
     render_ok(r, NULL, &o);
-    assert_json(at(o.obj[WL_DEPLOYMENT], "spec.template.spec.volumes[2]"),
-                "{\"name\": \"data\", \"persistentVolumeClaim\": {\"claimName\": \"dns-data\"}}");
-    assert_non_null(o.obj[WL_PVC]);
-    assert_string_equal(str_at(o.obj[WL_PVC], "kind"), "PersistentVolumeClaim");
-    assert_string_equal(str_at(o.obj[WL_PVC], "metadata.name"), "dns-data");
-    assert_json(at(o.obj[WL_PVC], "spec"),
+    wl_objects_t d;
+    res_t *rd = instance("dns", "", "replicas: 3");
+    render_ok(rd, NULL, &d);
+    json_t *sts = o.obj[WL_STATEFULSET];
+    assert_null(o.obj[WL_DEPLOYMENT]);
+    assert_non_null(sts);
+    assert_string_equal(str_at(sts, "kind"), "StatefulSet");
+    assert_string_equal(str_at(sts, "apiVersion"), "apps/v1");
+    assert_string_equal(str_at(sts, "metadata.name"), "dns");
+    assert_true(wl_owned_by(sts, r->meta.uid));
+    assert_int_equal(json_integer_value(at(sts, "spec.replicas")), 3);
+    assert_string_equal(str_at(sts, "spec.serviceName"), "dns");
+    assert_string_equal(str_at(o.obj[WL_SERVICE], "metadata.name"), "dns");
+    assert_json(at(sts, "spec.volumeClaimTemplates[0].spec"),
                 "{\"accessModes\": [\"ReadWriteOncePod\"], \"resources\": {\"requests\": {\"storage\": \"5Gi\"}},"
                 " \"storageClassName\": \"fast\"}");
-    assert_true(wl_owned_by(o.obj[WL_PVC], r->meta.uid));
+    assert_string_equal(str_at(sts, "spec.volumeClaimTemplates[0].metadata.name"), "data");
+    assert_string_equal(str_at(sts, "spec.volumeClaimTemplates[0].metadata.labels.instance"), "dns");
+    assert_json(at(sts, "spec.persistentVolumeClaimRetentionPolicy"),
+                "{\"whenDeleted\": \"Delete\", \"whenScaled\": \"Retain\"}");
+    /* the pod mounts "data" from the claim template: no pod volume of that name */
+    json_t *vols = at(sts, "spec.template.spec.volumes");
+    size_t vi;
+    json_t *vol;
+    json_array_foreach(vols, vi, vol) assert_string_not_equal(str_at(vol, "name"), "data");
+    assert_string_equal(str_at(sts, "spec.template.spec.containers[0].volumeMounts[2].name"), "data");
+    /* the same pod otherwise, the same selector and labels: the Service and PDB select it */
+    json_t *dpod = json_deep_copy(at(d.obj[WL_DEPLOYMENT], "spec.template"));
+    assert_int_equal(json_array_remove(at(dpod, "spec.volumes"), 2), 0);
+    assert_true(json_equal(dpod, at(sts, "spec.template")));
+    json_decref(dpod);
+    assert_true(json_equal(at(sts, "spec.selector"), at(d.obj[WL_DEPLOYMENT], "spec.selector")));
+    assert_true(json_equal(at(sts, "metadata"), at(d.obj[WL_DEPLOYMENT], "metadata")));
+    assert_json(at(o.obj[WL_PDB], "spec"), "{\"minAvailable\": 2, \"selector\": {\"matchLabels\": {\"instance\": \"dns\"}}}");
+    wl_objects_deinit(&d);
+    res_free(rd);
     wl_objects_deinit(&o);
     res_free(r);
 
     r = instance("dns", "", "storage: {persistentVolumeClaim: {}}");
     render_ok(r, NULL, &o);
-    assert_json(at(o.obj[WL_PVC], "spec"),
+    assert_json(at(o.obj[WL_STATEFULSET], "spec.volumeClaimTemplates[0].spec"),
                 "{\"accessModes\": [\"ReadWriteOnce\"], \"resources\": {\"requests\": {\"storage\": \"1Gi\"}}}");
     wl_objects_deinit(&o);
     res_free(r);
@@ -414,7 +451,7 @@ static void test_labels_and_ownership(void **state)
     render_ok(r, NULL, &o);
     for (int k = 0; k < WL_OBJ_COUNT; k++) {
         if (o.obj[k] == NULL) {
-            assert_int_equal(k, WL_PVC);
+            assert_int_equal(k, WL_STATEFULSET);
             continue;
         }
         json_t *l = at(o.obj[k], "metadata.labels");
@@ -587,6 +624,60 @@ static void test_config_and_keys(void **state)
     res_free(r);
 }
 
+/* spec.rndcKey.secretRef: the key read from the user's Secret (data values are base64 of
+ * the key text); nothing that could break out of keys.conf's quoted secret is taken. */
+static void test_rndc_from_ref(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *data, *key;
+        int rc;
+        const char *want;
+    } cases[] = {
+        /* "c2VjcmV0LWtleQ==\n" */
+        {"{\"secret\": \"YzJWamNtVjBMV3RsZVE9PQo=\"}", NULL, BD_OK, "c2VjcmV0LWtleQ=="},
+        {"{\"rndc.key\": \"YzJWamNtVjBMV3RsZVE9PQ==\"}", "rndc.key", BD_OK, "c2VjcmV0LWtleQ=="},
+        {"{\"rndc.key\": \"YzJWamNtVjBMV3RsZVE9PQ==\"}", NULL, BD_ENOTFOUND, NULL},
+        {"{}", "k", BD_ENOTFOUND, NULL},
+        /* "abc\"; };" */
+        {"{\"secret\": \"YWJjIjsgfTs=\"}", NULL, BD_EINVAL, NULL},
+        /* "c2Vj cmV0" (a space inside) */
+        {"{\"secret\": \"YzJWaiBjbVYw\"}", NULL, BD_EINVAL, NULL},
+        {"{\"secret\": \"not base64!\"}", NULL, BD_EINVAL, NULL},
+        {"{\"secret\": 7}", NULL, BD_EINVAL, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        char js[256];
+        snprintf(js, sizeof(js), "{\"data\": %s}", cases[i].data);
+        json_t *sec = json_loads(js, 0, NULL);
+        assert_non_null(sec);
+        char *got = (char *)1;
+        int rc = wl_rndc_from_ref(sec, cases[i].key, &got);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: %s, want %s", i, bd_strerror(rc), bd_strerror(cases[i].rc));
+        if (cases[i].want)
+            assert_string_equal(got, cases[i].want);
+        else
+            assert_null(got);
+        free(got);
+        json_decref(sec);
+    }
+    /* used, the key lands in keys.conf and rndc-secret instead of the generated one */
+    wl_objects_t o;
+    res_t *r = instance("dns", "", "replicas: 1");
+    wl_opts_t opts = fixed_opts(r);
+    opts.rndc_ref_b64 = "c2VjcmV0LWtleQ==";
+    bd_err_t err;
+    assert_int_equal(wl_render(r, NULL, &opts, &o, &err), BD_OK);
+    char *alg = NULL, *sec = NULL;
+    assert_int_equal(wl_rndc_from_secret(o.obj[WL_SECRET], &alg, &sec), BD_OK);
+    assert_string_equal(sec, "c2VjcmV0LWtleQ==");
+    free(alg);
+    free(sec);
+    wl_objects_deinit(&o);
+    res_free(r);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -638,12 +729,13 @@ static void test_owned_for_deletion(void **state)
     size_t n = 0;
     assert_int_equal(wl_owned("dns-system", "primary-dns", refs, &n, NULL), BD_OK);
     assert_int_equal(n, WL_OBJ_COUNT);
-    /* deletion order: the reverse of creation, every kind (PDB and PVC may be absent) */
+    /* deletion order: the reverse of creation, every kind (the PDB, and the Deployment
+     * or the StatefulSet, may be absent) */
     const char *want[][4] = {
         {"policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", "primary-dns-pdb"},
+        {"apps/v1", "StatefulSet", "statefulsets", "primary-dns"},
         {"apps/v1", "Deployment", "deployments", "primary-dns"},
         {"v1", "Service", "services", "primary-dns"},
-        {"v1", "PersistentVolumeClaim", "persistentvolumeclaims", "primary-dns-data"},
         {"v1", "ConfigMap", "configmaps", "primary-dns-config"},
         {"v1", "Secret", "secrets", "primary-dns-keys"},
     };
@@ -661,6 +753,11 @@ static void test_owned_for_deletion(void **state)
     for (int k = 0; k < WL_OBJ_COUNT; k++) {
         char name[WL_OBJ_NAME_MAX];
         assert_int_equal(wl_name((wl_obj_t)k, "primary-dns", name), BD_OK);
+        if (k == WL_DEPLOYMENT) { /* the StatefulSet replaces it */
+            assert_null(o.obj[k]);
+            assert_string_equal(refs[WL_OBJ_COUNT - 1 - (size_t)k].name, name);
+            continue;
+        }
         assert_non_null(o.obj[k]);
         assert_string_equal(str_at(o.obj[k], "metadata.name"), name);
         assert_string_equal(refs[WL_OBJ_COUNT - 1 - (size_t)k].name, name);
@@ -671,7 +768,8 @@ static void test_owned_for_deletion(void **state)
     assert_int_equal(n, 0);
 }
 
-/* The API-server double accepts every rendered object it serves (all but the PVC). */
+/* The API-server double accepts every rendered object, of both shapes (Deployment, and
+ * StatefulSet with claim templates). */
 static void test_apiserver_accepts_objects(void **state)
 {
     (void)state;
@@ -682,28 +780,36 @@ static void test_apiserver_accepts_objects(void **state)
     if (bd_apiserver_create(s, "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"dns-system\"}}",
                             &err) != BD_OK)
         fail_msg("namespace: %s", err.msg);
-    res_t *r = instance("primary-us-east", "dns-role: primary, region: us-east-1",
-                        "replicas: 3, storage: {persistentVolumeClaim: {size: 2Gi}}, nodeSelector: {a: b}");
-    wl_objects_t o;
-    render_ok(r, NULL, &o);
-    for (int k = 0; k < WL_OBJ_COUNT; k++) {
-        assert_non_null(o.obj[k]);
-        if (k == WL_PVC) /* the double does not serve PersistentVolumeClaims */
-            continue;
-        char *text = NULL;
-        assert_int_equal(wl_dump(o.obj[k], &text), BD_OK);
-        if (bd_apiserver_create(s, text, &err) != BD_OK)
-            fail_msg("%s rejected: %s", wl_kind((wl_obj_t)k), err.msg);
-        free(text);
-        const char *av = wl_api_version((wl_obj_t)k), *slash = strchr(av, '/');
-        char group[64];
-        snprintf(group, sizeof(group), "%.*s", slash ? (int)(slash - av) : 0, av);
-        char *got = bd_apiserver_get(s, group, wl_resource((wl_obj_t)k), "dns-system", str_at(o.obj[k], "metadata.name"));
-        assert_non_null(got);
-        free(got);
+    static const char *const specs[][2] = {
+        {"primary-us-east", "replicas: 3, storage: {persistentVolumeClaim: {size: 2Gi}}, nodeSelector: {a: b}"},
+        {"primary-us-west", "replicas: 2, nodeSelector: {a: b}"},
+    };
+    for (size_t i = 0; i < sizeof(specs) / sizeof(*specs); i++) {
+        res_t *r = instance(specs[i][0], "dns-role: primary, region: us-east-1", specs[i][1]);
+        wl_objects_t o;
+        render_ok(r, NULL, &o);
+        size_t n = 0;
+        for (int k = 0; k < WL_OBJ_COUNT; k++) {
+            if (o.obj[k] == NULL)
+                continue;
+            n++;
+            char *text = NULL;
+            assert_int_equal(wl_dump(o.obj[k], &text), BD_OK);
+            if (bd_apiserver_create(s, text, &err) != BD_OK)
+                fail_msg("%s rejected: %s", wl_kind((wl_obj_t)k), err.msg);
+            free(text);
+            const char *av = wl_api_version((wl_obj_t)k), *slash = strchr(av, '/');
+            char group[64];
+            snprintf(group, sizeof(group), "%.*s", slash ? (int)(slash - av) : 0, av);
+            char *got =
+                bd_apiserver_get(s, group, wl_resource((wl_obj_t)k), "dns-system", str_at(o.obj[k], "metadata.name"));
+            assert_non_null(got);
+            free(got);
+        }
+        assert_int_equal(n, WL_OBJ_COUNT - 1); /* a Deployment or a StatefulSet */
+        wl_objects_deinit(&o);
+        res_free(r);
     }
-    wl_objects_deinit(&o);
-    res_free(r);
     bd_apiserver_stop(s);
 }
 
@@ -760,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_pod_spec),
         cmocka_unit_test(test_image_choice),
         cmocka_unit_test(test_config_and_keys),
+        cmocka_unit_test(test_rndc_from_ref),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_owned_for_deletion),
         cmocka_unit_test(test_apiserver_accepts_objects),
