@@ -50,7 +50,7 @@ int k8s_events_new(k8s_client_t *c, const char *component, const char *instance,
     return BD_OK;
 }
 
-void k8s_events_free(k8s_events_t *e)
+void k8s_events_cancel(k8s_events_t *e)
 {
     if (e == NULL)
         return;
@@ -60,6 +60,14 @@ void k8s_events_free(k8s_events_t *e)
         k8s_call_cancel(p->call);
         free(p);
     }
+    e->st.inflight = 0;
+}
+
+void k8s_events_free(k8s_events_t *e)
+{
+    if (e == NULL)
+        return;
+    k8s_events_cancel(e);
     free(e->component);
     free(e->instance);
     free(e);

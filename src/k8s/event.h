@@ -39,6 +39,9 @@ int k8s_events_new(k8s_client_t *c, const char *component, const char *instance,
                    bd_err_t *err);
 /* Cancel the posts in flight (they are not counted) and free. NULL is a no-op. */
 void k8s_events_free(k8s_events_t *e);
+/* Cancel the posts in flight, e.g. when leadership is lost: a replica that no longer
+ * leads writes nothing, Events included. NULL is a no-op. */
+void k8s_events_cancel(k8s_events_t *e);
 
 /* The Event object for ev, timestamped with the wall clock now: a new reference, NULL
  * when out of memory or when ev lacks ns, name, kind, type or reason. For callers that

@@ -1306,6 +1306,7 @@ void wla_reset(wla_t *w)
     if (w == NULL)
         return;
     call_drop(w, &w->hp_call);
+    k8s_events_cancel(w->events);
     free(w->hp_ip);
     w->hp_ip = NULL;
     w->hp_due = w->hp_wait = 0;
