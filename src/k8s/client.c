@@ -628,6 +628,7 @@ static int phase_rate(k8s_call_t *k)
     k8s_client_t *c = k->c;
     double wait = bucket_reserve(c, k8s__mono_now());
     if (wait > 0) {
+        c->st.rate_waits++;
         c->st.rate_wait_s += wait;
         arm_wait(k, K8S__WAIT_RATE, wait);
         return BD_OK;

@@ -77,6 +77,7 @@ typedef struct k8s_client_stats {
     uint64_t retries;    /* retries after 429 / Retry-After */
     uint64_t watch_events; /* watch events delivered */
     unsigned inflight;   /* calls started and not yet completed (watches included) */
+    uint64_t rate_waits; /* call starts held back by the token bucket */
     double rate_wait_s;  /* total time calls waited for the token bucket */
 } k8s_client_stats_t;
 void k8s_client_stats(const k8s_client_t *c, k8s_client_stats_t *st);

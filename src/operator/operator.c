@@ -43,6 +43,10 @@ typedef struct op {
     char xfr_b64[BIND_KEY_B64_MAX], rndc_b64[BIND_KEY_B64_MAX];
     k8s_config_t *cfg;
     k8s_client_t *kc;
+    /* The elector's own client, as kube-controller-manager gives leader election its own:
+     * a burst of status writes must never hold a Lease renewal back in the shared token
+     * bucket past the renew deadline (the leader would step down under load). */
+    k8s_client_t *le_kc;
     ksrc_t *src;
     kst_t *kst;
     fin_t *fin;
@@ -62,7 +66,7 @@ typedef struct op {
     kst_stats_t last_kst;
     wla_stats_t last_wla;
     uint64_t committed;                /* the journal's last committed seq, as last reported */
-    k8s_client_stats_t last_kc;        /* counters already added to the metrics */
+    k8s_client_stats_t last_kc, last_le_kc; /* counters already added to the metrics */
     ksrc_stats_t last_src;
     k8s_call_t *label_call;            /* the label patch in flight */
     k8s_call_t *keys_call;             /* the keys Secret read or create in flight */
@@ -477,8 +481,13 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     k8s_client_stats_t ks;
     k8s_client_stats(op->kc, &ks);
     obs_counter_add(op->m[OBS_KUBE_REQUESTS], ks.calls - op->last_kc.calls);
-    obs_counter_add(op->m[OBS_KUBE_THROTTLED], ks.throttled - op->last_kc.throttled);
+    obs_counter_add(op->m[OBS_KUBE_THROTTLED], ks.throttled + ks.rate_waits - op->last_kc.throttled - op->last_kc.rate_waits);
     op->last_kc = ks;
+    k8s_client_stats(op->le_kc, &ks);
+    obs_counter_add(op->m[OBS_KUBE_REQUESTS], ks.calls - op->last_le_kc.calls);
+    obs_counter_add(op->m[OBS_KUBE_THROTTLED], ks.throttled + ks.rate_waits - op->last_le_kc.throttled -
+                                                   op->last_le_kc.rate_waits);
+    op->last_le_kc = ks;
 
     jnl_stats_t js;
     bd_err_t err;
@@ -528,7 +537,7 @@ static void start_election(op_t *op)
 {
     le_hooks_t lh = {on_started_leading, on_stopped_leading, on_new_leader};
     bd_err_t err;
-    if (le_start(op->loop, op->kc, &op->lec, &lh, op, &op->le, &err) != BD_OK) {
+    if (le_start(op->loop, op->le_kc, &op->lec, &lh, op, &op->le, &err) != BD_OK) {
         bd_error("leader election: %s", err.msg);
         ev_break(op->loop, EVBREAK_ALL);
     }
@@ -596,7 +605,8 @@ int op_run(const op_opts_t *opts, bd_err_t *err)
     /* the pod in the user agent: the API server's audit log then says which replica wrote */
     snprintf(ua, sizeof(ua), "bindy/%s (%s)", BINDY_VERSION, op.lec.identity[0] ? op.lec.identity : "unknown");
     ko.user_agent = ua;
-    if ((rc = k8s_client_new(op.loop, op.cfg, &ko, &op.kc, err)) != BD_OK)
+    if ((rc = k8s_client_new(op.loop, op.cfg, &ko, &op.kc, err)) != BD_OK ||
+        (rc = k8s_client_new(op.loop, op.cfg, &ko, &op.le_kc, err)) != BD_OK)
         goto out;
 
     jnl_opts_t jo;
@@ -705,6 +715,7 @@ out:
     wla_free(op.wla);
     rdy_free(op.rdy);
     k8s_client_free(op.kc);
+    k8s_client_free(op.le_kc);
     if (op.j) {
         bd_err_t ferr;
         if (jnl_flush(op.j, &ferr) != BD_OK)

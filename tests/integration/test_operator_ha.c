@@ -478,6 +478,56 @@ static void expect_refused(const char *const *env, const char *needle)
     oph_free(h);
 }
 
+/* A burst of work for the leader (200 new records: 200 status writes and finalizers, far
+ * beyond the client's token bucket of 30 at 20/s) must not hold its Lease renewals back:
+ * it keeps the Lease, with no transition, and never says it lost it. */
+static void test_lease_under_load(void **state)
+{
+    (void)state;
+    oph_t *h = cluster(1);
+    int lead = oph_wait_holder(h, -1, 30);
+    assert_int_equal(lead, 0);
+    long tr0 = transitions(h);
+    bd_apiserver_t *as = oph_apiserver(h);
+    bd_err_t err;
+    assert_int_equal(
+        bd_apiserver_create(as,
+                            "{\"apiVersion\":\"bindy.firestoned.io/v1beta1\",\"kind\":\"DNSZone\","
+                            "\"metadata\":{\"name\":\"example-com\",\"namespace\":\"dns-system\"},"
+                            "\"spec\":{\"zoneName\":\"example.com\",\"soaRecord\":{\"primaryNs\":\"ns1.example.com.\","
+                            "\"adminEmail\":\"admin.example.com.\"},"
+                            "\"recordsFrom\":[{\"selector\":{\"matchLabels\":{\"zone\":\"example.com\"}}}]}}",
+                            &err),
+        BD_OK);
+    for (int i = 0; i < 200; i++) {
+        char json[400];
+        snprintf(json, sizeof(json),
+                 "{\"apiVersion\":\"bindy.firestoned.io/v1beta1\",\"kind\":\"ARecord\",\"metadata\":{\"name\":"
+                 "\"r%d\",\"namespace\":\"dns-system\",\"labels\":{\"zone\":\"example.com\"}},"
+                 "\"spec\":{\"name\":\"r%d\",\"ipv4Addresses\":[\"192.0.2.1\"]}}",
+                 i, i);
+        assert_int_equal(bd_apiserver_create(as, json, &err), BD_OK);
+    }
+    /* the burst lasts about 200 / 20 = 10 s of token bucket; watch the Lease through it */
+    double end = oph_now() + 14;
+    while (oph_now() < end) {
+        char holder[256];
+        long tr = -1;
+        assert_true(oph_lease(h, holder, sizeof(holder), &tr));
+        if (oph_index(holder) != 0 || tr != tr0 || log_has(h, 0, "Leadership lost")) {
+            dump_logs(h, 1);
+            fail_msg("the leader lost its Lease under load (holder %s, transitions %ld -> %ld)", holder, tr0, tr);
+        }
+        usleep(200000);
+    }
+    /* and the burst did happen: the token bucket held writes back all along */
+    double reqs = oph_metric(h, 0, "bindy_kube_requests_total");
+    double throttled = oph_metric(h, 0, "bindy_kube_throttled_total");
+    fprintf(stderr, "during the burst: %.0f requests, %.0f throttled\n", reqs, throttled);
+    assert_true(reqs >= 250 && throttled >= 100);
+    oph_free(h);
+}
+
 static void test_bad_env(void **state)
 {
     const char *e1[] = {"LEASE_DURATION_SECONDS=2", NULL}; /* == renew deadline */
@@ -501,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_partition),
         cmocka_unit_test(test_serial_continuity),
         cmocka_unit_test(test_workloads_follow_leader),
+        cmocka_unit_test(test_lease_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
