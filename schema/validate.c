@@ -25,10 +25,40 @@ typedef struct {
     regex_t re;
 } val_regex_t;
 
+/* A schema node with what the walk asks of it looked up once, at load. The walk runs for
+ * every object imported and again in the projector; a dozen json_object_get per value
+ * and a scan of every C rule per value were most of its cost. Children mirror the
+ * schema position by position, so each node knows its own schema path. */
+typedef struct vnode vnode_t;
+typedef struct {
+    const char *key;
+    vnode_t *node;
+} vprop_t;
+typedef struct {
+    const char *key;
+    const json_t *def;
+} vdef_t;
+struct vnode {
+    char *spath; /* e.g. "spec.ipv4Addresses[]" */
+    const char *type, *format, *pattern, *list_type;
+    const regex_t *re;
+    int nullable, int_or_string, preserve, addl_true;
+    const json_t *enm, *required, *validations, *map_keys;
+    const json_t *min_items, *max_items, *min_len, *max_len, *minimum, *maximum;
+    vprop_t *props; /* sorted by key */
+    size_t nprops;
+    vdef_t *defs; /* properties with a default, in the schema's order */
+    size_t ndefs;
+    vnode_t *addl, *items; /* additionalProperties (when an object), items */
+    const val__rule_t **rules; /* C rules without CEL for this kind and path, in table order */
+    size_t nrules;
+};
+
 typedef struct {
     json_t *crd; /* the whole CRD */
     const char *kind, *plural;
     const json_t *schema; /* openAPIV3Schema of version BD_VERSION */
+    vnode_t *root;        /* schema, compiled */
 } val_crd_t;
 
 struct val_catalog {
@@ -166,8 +196,114 @@ static int load_crd(val_catalog_t *cat, const doc_t *d, const char *file, bd_err
     if (rc != BD_OK)
         return rc;
     bd_qsort(cat->res, cat->nres, sizeof(*cat->res), re_cmp);
-    cat->crds[cat->ncrds++] = (val_crd_t){json_incref(crd), kind, plural, schema};
+    cat->crds[cat->ncrds++] = (val_crd_t){json_incref(crd), kind, plural, schema, NULL};
     return BD_OK;
+}
+
+static int kind_matches(const char *rule_kind, const char *kind);
+
+static void vnode_free(vnode_t *n)
+{
+    if (n == NULL)
+        return;
+    for (size_t i = 0; i < n->nprops; i++)
+        vnode_free(n->props[i].node);
+    free(n->props);
+    free(n->defs);
+    vnode_free(n->addl);
+    vnode_free(n->items);
+    free(n->rules);
+    free(n->spath);
+    free(n);
+}
+
+static int vprop_cmp(const void *a, const void *b)
+{
+    return strcmp(((const vprop_t *)a)->key, ((const vprop_t *)b)->key);
+}
+
+/* Compile schema at schema path spath (depth as the walk counts it); NULL on ENOMEM. The
+ * walk stops below DOC_MAX_DEPTH, so deeper nodes need no children. */
+static vnode_t *vnode_compile(const val_catalog_t *cat, const char *kind, const json_t *schema, const char *spath,
+                              int depth)
+{
+    vnode_t *n = calloc(1, sizeof(*n));
+    if (n == NULL || (n->spath = strdup(spath)) == NULL)
+        goto fail;
+    n->type = json_string_value(json_object_get(schema, "type"));
+    n->format = json_string_value(json_object_get(schema, "format"));
+    n->pattern = json_string_value(json_object_get(schema, "pattern"));
+    n->re = n->pattern ? catalog_regex(cat, n->pattern) : NULL;
+    n->list_type = json_string_value(json_object_get(schema, "x-kubernetes-list-type"));
+    n->nullable = json_is_true(json_object_get(schema, "nullable"));
+    n->int_or_string = json_is_true(json_object_get(schema, "x-kubernetes-int-or-string"));
+    n->preserve = json_is_true(json_object_get(schema, "x-kubernetes-preserve-unknown-fields"));
+    n->enm = json_object_get(schema, "enum");
+    n->required = json_object_get(schema, "required");
+    n->validations = json_object_get(schema, "x-kubernetes-validations");
+    n->map_keys = json_object_get(schema, "x-kubernetes-list-map-keys");
+    n->min_items = json_object_get(schema, "minItems");
+    n->max_items = json_object_get(schema, "maxItems");
+    n->min_len = json_object_get(schema, "minLength");
+    n->max_len = json_object_get(schema, "maxLength");
+    n->minimum = json_object_get(schema, "minimum");
+    n->maximum = json_object_get(schema, "maximum");
+    const json_t *addl = json_object_get(schema, "additionalProperties");
+    n->addl_true = json_is_true(addl);
+    for (size_t i = 0; i < val__nrules; i++) {
+        const val__rule_t *r = &val__rules[i];
+        if (r->cel != NULL || !kind_matches(r->kind, kind) || strcmp(r->spath, spath) != 0)
+            continue;
+        const val__rule_t **nr = realloc(n->rules, (n->nrules + 1) * sizeof(*nr));
+        if (nr == NULL)
+            goto fail;
+        n->rules = nr;
+        n->rules[n->nrules++] = r;
+    }
+    if (depth > DOC_MAX_DEPTH)
+        return n;
+    char sub[DOC_PATH_MAX];
+    const json_t *props = json_object_get(schema, "properties");
+    size_t np = json_object_size(props);
+    if (np > 0 && (n->props = calloc(np, sizeof(*n->props))) == NULL)
+        goto fail;
+    if (np > 0 && (n->defs = calloc(np, sizeof(*n->defs))) == NULL)
+        goto fail;
+    const char *key;
+    const json_t *ps;
+    json_object_foreach((json_t *)props, key, ps) {
+        snprintf(sub, sizeof(sub), "%s%s%s", spath, spath[0] ? "." : "", key);
+        vnode_t *c = vnode_compile(cat, kind, ps, sub, depth + 1);
+        if (c == NULL)
+            goto fail;
+        n->props[n->nprops++] = (vprop_t){key, c};
+        const json_t *def = json_object_get(ps, "default");
+        if (def != NULL)
+            n->defs[n->ndefs++] = (vdef_t){key, def};
+    }
+    bd_qsort(n->props, n->nprops, sizeof(*n->props), vprop_cmp);
+    if (json_is_object(addl)) {
+        snprintf(sub, sizeof(sub), "%s{}", spath);
+        if ((n->addl = vnode_compile(cat, kind, addl, sub, depth + 1)) == NULL)
+            goto fail;
+    }
+    const json_t *items = json_object_get(schema, "items");
+    if (items != NULL) {
+        snprintf(sub, sizeof(sub), "%s[]", spath);
+        if ((n->items = vnode_compile(cat, kind, items, sub, depth + 1)) == NULL)
+            goto fail;
+    }
+    return n;
+fail:
+    vnode_free(n);
+    return NULL;
+}
+
+static const vnode_t *vnode_prop(const vnode_t *n, const char *key)
+{
+    vprop_t k = {key, NULL};
+    const vprop_t *hit = bd_bsearch(&k, n->props, n->nprops, sizeof(*n->props), vprop_cmp);
+    return hit ? hit->node : NULL;
 }
 
 int val_catalog_new(val_catalog_t **out, bd_err_t *err)
@@ -201,6 +337,13 @@ int val_catalog_new(val_catalog_t **out, bd_err_t *err)
         doc_list_free(list);
         list = NULL;
     }
+    /* after every CRD: cat->res moves while patterns are added */
+    for (size_t i = 0; i < cat->ncrds; i++) {
+        if ((cat->crds[i].root = vnode_compile(cat, cat->crds[i].kind, cat->crds[i].schema, "", 0)) == NULL) {
+            rc = bd_err_set(err, BD_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
     *out = cat;
     return BD_OK;
 fail:
@@ -213,8 +356,10 @@ void val_catalog_free(val_catalog_t *cat)
 {
     if (cat == NULL)
         return;
-    for (size_t i = 0; i < cat->ncrds; i++)
+    for (size_t i = 0; i < cat->ncrds; i++) {
+        vnode_free(cat->crds[i].root);
         json_decref(cat->crds[i].crd);
+    }
     for (size_t i = 0; i < cat->nres; i++) {
         regfree(&cat->res[i].re);
         free(cat->res[i].pattern);
@@ -349,6 +494,8 @@ typedef struct {
     const val_catalog_t *cat;
     const char *kind;
     val_report_t *rep;
+    int borrowed;         /* obj must not change: stop at the first missing default */
+    int defaults_missing; /* set then, and the walk unwinds */
 } walk_t;
 
 static const char *type_name(const json_t *v)
@@ -430,76 +577,78 @@ static int type_ok(const char *type, const json_t *v)
     return 1;
 }
 
-static void run_c_rules(walk_t *w, const char *spath, const json_t *v, const char *path, int cel_only,
-                        const char *cel)
+static void run_c_rules(walk_t *w, const char *spath, const json_t *v, const char *path, const char *cel)
 {
     for (size_t i = 0; i < val__nrules; i++) {
         const val__rule_t *r = &val__rules[i];
         if (!kind_matches(r->kind, w->kind) || strcmp(r->spath, spath) != 0)
             continue;
-        if (cel_only ? (r->cel && strcmp(r->cel, cel) == 0) : r->cel == NULL)
+        if (r->cel && strcmp(r->cel, cel) == 0)
             r->fn(v, path, w->rep);
     }
 }
 
-static void walk(walk_t *w, const json_t *schema, json_t *v, char *path, char *spath, int depth);
+/* The C rules without CEL of a node (kind and path matched at load). */
+static void run_node_rules(walk_t *w, const vnode_t *n, const json_t *v, const char *path)
+{
+    for (size_t i = 0; i < n->nrules; i++)
+        n->rules[i]->fn(v, path, w->rep);
+}
 
-static void walk_string(walk_t *w, const json_t *schema, const json_t *v, const char *path, const char *spath)
+static void walk(walk_t *w, const vnode_t *n, json_t *v, char *path, int depth);
+
+static void walk_string(walk_t *w, const vnode_t *n, const json_t *v, const char *path)
 {
     const char *s = json_string_value(v);
     char shown[96];
-    const json_t *lim;
-    size_t chars = utf8_chars(s);
-    if ((lim = json_object_get(schema, "maxLength")) && chars > (size_t)json_integer_value(lim)) {
+    size_t chars = (n->max_len || n->min_len) ? utf8_chars(s) : 0;
+    if (n->max_len && chars > (size_t)json_integer_value(n->max_len)) {
         val_report_add(w->rep, VAL_ERROR, path, "is %zu characters long, at most %lld allowed", chars,
-                       (long long)json_integer_value(lim));
+                       (long long)json_integer_value(n->max_len));
         return; /* the remaining checks would only repeat the point on a huge value */
     }
-    if ((lim = json_object_get(schema, "minLength")) && chars < (size_t)json_integer_value(lim))
+    if (n->min_len && chars < (size_t)json_integer_value(n->min_len))
         val_report_add(w->rep, VAL_ERROR, path, "must be at least %lld characters long",
-                       (long long)json_integer_value(lim));
-    const char *pattern = json_string_value(json_object_get(schema, "pattern"));
-    if (pattern != NULL) {
-        const regex_t *re = catalog_regex(w->cat, pattern);
-        if (re != NULL && regexec(re, s, 0, NULL, 0) != 0) {
-            /* A C check on this field says what is wrong in words; the regex is the
-             * fallback, as in the API server's "should match" message. */
-            size_t n0 = w->rep->n;
-            run_c_rules(w, spath, v, path, 0, NULL);
-            if (w->rep->n == n0) {
-                show(v, shown, sizeof(shown));
-                val_report_add(w->rep, VAL_ERROR, path, "%s does not match %s", shown, pattern);
-            }
+                       (long long)json_integer_value(n->min_len));
+    if (n->pattern != NULL && n->re != NULL && regexec(n->re, s, 0, NULL, 0) != 0) {
+        /* A C check on this field says what is wrong in words; the regex is the
+         * fallback, as in the API server's "should match" message. */
+        size_t n0 = w->rep->n;
+        run_node_rules(w, n, v, path);
+        if (w->rep->n == n0) {
+            show(v, shown, sizeof(shown));
+            val_report_add(w->rep, VAL_ERROR, path, "%s does not match %s", shown, n->pattern);
         }
     }
-    const char *format = json_string_value(json_object_get(schema, "format"));
-    if (format != NULL) {
-        show(v, shown, sizeof(shown));
-        if (strcmp(format, "ipv4") == 0 && !val__is_ipv4(s))
+    if (n->format != NULL) {
+        if (strcmp(n->format, "ipv4") == 0 && !val__is_ipv4(s)) {
+            show(v, shown, sizeof(shown));
             val_report_add(w->rep, VAL_ERROR, path, "%s is not an IPv4 address", shown);
-        else if (strcmp(format, "ipv6") == 0 && !val__is_ipv6(s))
+        } else if (strcmp(n->format, "ipv6") == 0 && !val__is_ipv6(s)) {
+            show(v, shown, sizeof(shown));
             val_report_add(w->rep, VAL_ERROR, path, "%s is not an IPv6 address", shown);
-        else if (strcmp(format, "date-time") == 0 && !is_rfc3339(s))
+        } else if (strcmp(n->format, "date-time") == 0 && !is_rfc3339(s)) {
+            show(v, shown, sizeof(shown));
             val_report_add(w->rep, VAL_ERROR, path, "%s is not an RFC 3339 date-time", shown);
+        }
     }
 }
 
-static void walk_number(walk_t *w, const json_t *schema, const json_t *v, const char *path)
+static void walk_number(walk_t *w, const vnode_t *n, const json_t *v, const char *path)
 {
-    char shown[96];
-    show(v, shown, sizeof(shown));
-    const char *format = json_string_value(json_object_get(schema, "format"));
-    if (format != NULL && strcmp(format, "int32") == 0 && json_is_integer(v) &&
+    char shown[96]; /* rendered only for a message: json_dumps per number was a cost */
+    if (n->format != NULL && strcmp(n->format, "int32") == 0 && json_is_integer(v) &&
         (json_integer_value(v) < INT32_MIN || json_integer_value(v) > INT32_MAX)) {
+        show(v, shown, sizeof(shown));
         val_report_add(w->rep, VAL_ERROR, path, "%s does not fit in 32 bits", shown);
         return;
     }
     double x = json_number_value(v);
-    const json_t *mn = json_object_get(schema, "minimum");
-    const json_t *mx = json_object_get(schema, "maximum");
+    const json_t *mn = n->minimum, *mx = n->maximum;
     int low = mn && x < json_number_value(mn), high = mx && x > json_number_value(mx);
     if (!low && !high)
         return;
+    show(v, shown, sizeof(shown));
     /* Name the bounds: users fix values by reading them. */
     if (mn && mx)
         val_report_add(w->rep, VAL_ERROR, path, "%s is out of range %.0f..%.0f", shown,
@@ -512,24 +661,23 @@ static void walk_number(walk_t *w, const json_t *schema, const json_t *v, const 
 
 static int key_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-static void walk_object(walk_t *w, const json_t *schema, json_t *v, char *path, char *spath, int depth)
+static void walk_object(walk_t *w, const vnode_t *n, json_t *v, char *path, int depth)
 {
-    const json_t *props = json_object_get(schema, "properties");
-    const json_t *addl = json_object_get(schema, "additionalProperties");
-    int preserve = json_is_true(json_object_get(schema, "x-kubernetes-preserve-unknown-fields"));
-    size_t plen = strlen(path), slen = strlen(spath);
+    size_t plen = strlen(path);
 
     /* Defaults first, as the API server does. */
-    const char *key;
-    json_t *sub;
-    json_object_foreach((json_t *)props, key, sub) {
-        const json_t *def = json_object_get(sub, "default");
-        if (def != NULL && json_object_get(v, key) == NULL)
-            json_object_set_new(v, key, json_deep_copy(def));
+    for (size_t i = 0; i < n->ndefs; i++) {
+        if (json_object_get(v, n->defs[i].key) != NULL)
+            continue;
+        if (w->borrowed) {
+            w->defaults_missing = 1;
+            return;
+        }
+        json_object_set_new(v, n->defs[i].key, json_deep_copy(n->defs[i].def));
     }
     size_t i;
     const json_t *req;
-    json_array_foreach(json_object_get(schema, "required"), i, req) {
+    json_array_foreach(n->required, i, req) {
         const char *name = json_string_value(req);
         if (name && json_object_get(v, name) == NULL) {
             doc_path_key(path, name);
@@ -538,15 +686,18 @@ static void walk_object(walk_t *w, const json_t *schema, json_t *v, char *path, 
         }
     }
     /* Sorted keys: messages come out in a stable order. */
-    const char **keys = malloc((json_object_size(v) + 1) * sizeof(*keys));
-    if (keys == NULL) {
+    const char *small[16], **keys = small;
+    size_t size = json_object_size(v);
+    if (size > sizeof(small) / sizeof(*small) && (keys = malloc(size * sizeof(*keys))) == NULL) {
         w->rep->nomem = 1;
         return;
     }
     size_t nkeys = 0;
+    const char *key;
+    json_t *sub;
     json_object_foreach(v, key, sub) keys[nkeys++] = key;
     bd_qsort(keys, nkeys, sizeof(*keys), key_cmp);
-    for (size_t k = 0; k < nkeys; k++) {
+    for (size_t k = 0; k < nkeys && !w->defaults_missing; k++) {
         key = keys[k];
         /* metadata is the API server's business (check_metadata), not the schema's, and
          * status is ignored on writes of a resource with a status subresource. */
@@ -554,54 +705,48 @@ static void walk_object(walk_t *w, const json_t *schema, json_t *v, char *path, 
             continue;
         sub = json_object_get(v, key);
         doc_path_key(path, key);
-        const json_t *ps = json_object_get(props, key);
-        if (ps != NULL) {
-            snprintf(spath + slen, DOC_PATH_MAX - slen, "%s%s", slen ? "." : "", key);
-            walk(w, ps, sub, path, spath, depth + 1);
-        } else if (json_is_object(addl)) {
-            snprintf(spath + slen, DOC_PATH_MAX - slen, "{}");
-            walk(w, addl, sub, path, spath, depth + 1);
-        } else if (!preserve && !json_is_true(addl)) {
+        const vnode_t *ps = vnode_prop(n, key);
+        if (ps != NULL)
+            walk(w, ps, sub, path, depth + 1);
+        else if (n->addl != NULL)
+            walk(w, n->addl, sub, path, depth + 1);
+        else if (!n->preserve && !n->addl_true)
             val_report_add(w->rep, VAL_WARNING, path, "unknown field \"%s\" (ignored)", key);
-        }
         path[plen] = '\0';
-        spath[slen] = '\0';
     }
-    free(keys);
+    if (keys != small)
+        free(keys);
 }
 
-static void walk_array(walk_t *w, const json_t *schema, json_t *v, char *path, char *spath, int depth)
+static void walk_array(walk_t *w, const vnode_t *n, json_t *v, char *path, int depth)
 {
+    size_t len = json_array_size(v);
     const json_t *lim;
-    size_t n = json_array_size(v);
-    if ((lim = json_object_get(schema, "minItems")) && n < (size_t)json_integer_value(lim))
+    if ((lim = n->min_items) && len < (size_t)json_integer_value(lim))
         val_report_add(w->rep, VAL_ERROR, path, "must have at least %lld item%s",
                        (long long)json_integer_value(lim), json_integer_value(lim) == 1 ? "" : "s");
-    if ((lim = json_object_get(schema, "maxItems")) && n > (size_t)json_integer_value(lim)) {
-        val_report_add(w->rep, VAL_ERROR, path, "has %zu items, at most %lld allowed", n,
+    if ((lim = n->max_items) && len > (size_t)json_integer_value(lim)) {
+        val_report_add(w->rep, VAL_ERROR, path, "has %zu items, at most %lld allowed", len,
                        (long long)json_integer_value(lim));
         return;
     }
-    const json_t *items = json_object_get(schema, "items");
-    const char *list_type = json_string_value(json_object_get(schema, "x-kubernetes-list-type"));
-    const json_t *map_keys = json_object_get(schema, "x-kubernetes-list-map-keys");
-    size_t plen = strlen(path), slen = strlen(spath);
-    snprintf(spath + slen, DOC_PATH_MAX - slen, "[]");
-    for (size_t i = 0; i < n; i++) {
+    const char *list_type = n->list_type;
+    size_t plen = strlen(path);
+    for (size_t i = 0; i < len && !w->defaults_missing; i++) {
         json_t *item = json_array_get(v, i);
         doc_path_index(path, i);
-        if (items != NULL)
-            walk(w, items, item, path, spath, depth + 1);
+        if (n->items != NULL)
+            walk(w, n->items, item, path, depth + 1);
         for (size_t j = 0; list_type && j < i; j++) {
             const json_t *other = json_array_get(v, j);
             int dup = 0;
             if (strcmp(list_type, "set") == 0) {
                 dup = json_equal((json_t *)item, (json_t *)other);
-            } else if (strcmp(list_type, "map") == 0 && json_array_size(map_keys) > 0) {
+            } else if (strcmp(list_type, "map") == 0 && json_array_size(n->map_keys) > 0) {
                 dup = 1;
                 size_t k;
                 const json_t *mk;
-                json_array_foreach(map_keys, k, mk) {
+                json_array_foreach(n->map_keys, k, mk) {
                     const char *name = json_string_value(mk);
                     if (!json_equal(json_object_get(item, name), json_object_get(other, name)))
                         dup = 0;
@@ -614,29 +759,28 @@ static void walk_array(walk_t *w, const json_t *schema, json_t *v, char *path, c
         }
         path[plen] = '\0';
     }
-    spath[slen] = '\0';
 }
 
-static void walk(walk_t *w, const json_t *schema, json_t *v, char *path, char *spath, int depth)
+static void walk(walk_t *w, const vnode_t *n, json_t *v, char *path, int depth)
 {
     if (depth > DOC_MAX_DEPTH) {
         val_report_add(w->rep, VAL_ERROR, path, "nested too deeply");
         return;
     }
     if (json_is_null(v)) {
-        if (!json_is_true(json_object_get(schema, "nullable")))
+        if (!n->nullable)
             val_report_add(w->rep, VAL_ERROR, path, "must not be null");
         return;
     }
     char shown[96];
-    if (json_is_true(json_object_get(schema, "x-kubernetes-int-or-string"))) {
+    if (n->int_or_string) {
         if (!json_is_integer(v) && !json_is_string(v)) {
             show(v, shown, sizeof(shown));
             val_report_add(w->rep, VAL_ERROR, path, "%s must be an integer or a string", shown);
             return;
         }
     } else {
-        const char *type = json_string_value(json_object_get(schema, "type"));
+        const char *type = n->type;
         if (type != NULL && !type_ok(type, v)) {
             show(v, shown, sizeof(shown));
             val_report_add(w->rep, VAL_ERROR, path, "%s is a %s, expected %s%s", shown, type_name(v),
@@ -646,7 +790,7 @@ static void walk(walk_t *w, const json_t *schema, json_t *v, char *path, char *s
     }
 
     size_t before = w->rep->nerrors;
-    const json_t *en = json_object_get(schema, "enum");
+    const json_t *en = n->enm;
     if (en != NULL) {
         int found = 0;
         size_t i;
@@ -667,28 +811,30 @@ static void walk(walk_t *w, const json_t *schema, json_t *v, char *path, char *s
     }
 
     if (json_is_object(v))
-        walk_object(w, schema, v, path, spath, depth);
+        walk_object(w, n, v, path, depth);
     else if (json_is_array(v))
-        walk_array(w, schema, v, path, spath, depth);
+        walk_array(w, n, v, path, depth);
     else if (json_is_string(v))
-        walk_string(w, schema, v, path, spath);
+        walk_string(w, n, v, path);
     else if (json_is_number(v))
-        walk_number(w, schema, v, path);
+        walk_number(w, n, v, path);
+    if (w->defaults_missing)
+        return;
 
     /* CEL rules always run, as in the API server; the stricter C checks only where the
      * schema's own checks passed, so one mistake gives one message. */
     size_t i;
     const json_t *rule;
-    json_array_foreach(json_object_get(schema, "x-kubernetes-validations"), i, rule) {
+    json_array_foreach(n->validations, i, rule) {
         const char *cel = json_string_value(json_object_get(rule, "rule")) ?: "";
-        if (!val_has_cel_twin(w->kind, spath, cel)) {
+        if (!val_has_cel_twin(w->kind, n->spath, cel)) {
             val_report_add(w->rep, VAL_ERROR, path, "internal: no C rule for CEL rule \"%s\"", cel);
             continue;
         }
-        run_c_rules(w, spath, v, path, 1, cel);
+        run_c_rules(w, n->spath, v, path, cel);
     }
     if (w->rep->nerrors == before)
-        run_c_rules(w, spath, v, path, 0, NULL);
+        run_node_rules(w, n, v, path);
 }
 
 /* ---- object-level checks (what the API server checks outside the schema) ---------- */
@@ -803,7 +949,7 @@ static void check_role_label(walk_t *w, const json_t *obj)
                    label);
 }
 
-int val_check(const val_catalog_t *cat, json_t *obj, val_report_t *rep)
+static int check(const val_catalog_t *cat, json_t *obj, val_report_t *rep, int borrowed, bool *defaults_missing)
 {
     size_t before = rep->nerrors;
     const char *api = json_string_value(json_object_get(obj, "apiVersion"));
@@ -815,7 +961,7 @@ int val_check(const val_catalog_t *cat, json_t *obj, val_report_t *rep)
     if (api == NULL || kind == NULL)
         return rep->nomem ? BD_ENOMEM : BD_EINVAL;
 
-    walk_t w = {cat, kind, rep};
+    walk_t w = {cat, kind, rep, borrowed, 0};
     switch (val_classify(cat, api, kind)) {
     case VAL_CLASS_BUILTIN:
         check_metadata(&w, obj);
@@ -836,14 +982,29 @@ int val_check(const val_catalog_t *cat, json_t *obj, val_report_t *rep)
         check_metadata(&w, obj);
         if (strcmp(kind, "Bind9Instance") == 0)
             check_role_label(&w, obj);
-        const json_t *schema = catalog_find(cat, kind)->schema;
-        char path[DOC_PATH_MAX] = "", spath[DOC_PATH_MAX] = "";
-        walk(&w, schema, obj, path, spath, 0);
+        char path[DOC_PATH_MAX] = "";
+        walk(&w, catalog_find(cat, kind)->root, obj, path, 0);
         break;
     }
     if (rep->nomem)
         return BD_ENOMEM;
+    if (w.defaults_missing) {
+        *defaults_missing = true;
+        return BD_OK;
+    }
     return rep->nerrors > before ? BD_EINVAL : BD_OK;
+}
+
+int val_check(const val_catalog_t *cat, json_t *obj, val_report_t *rep)
+{
+    bool unused = false;
+    return check(cat, obj, rep, 0, &unused);
+}
+
+int val_check_borrowed(const val_catalog_t *cat, const json_t *obj, val_report_t *rep, bool *defaults_missing)
+{
+    *defaults_missing = false;
+    return check(cat, (json_t *)obj, rep, 1, defaults_missing); /* written to only if !borrowed */
 }
 
 /* ---- shared predicates ------------------------------------------------------------ */

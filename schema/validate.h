@@ -18,6 +18,7 @@
 #define BD_VALIDATE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "doc.h"
@@ -71,6 +72,15 @@ val_class_t val_classify(const val_catalog_t *cat, const char *api_version, cons
  * Built-in Kubernetes kinds get only the object-level checks (apiVersion, kind, name).
  */
 int val_check(const val_catalog_t *cat, json_t *obj, val_report_t *rep);
+
+/*
+ * val_check without writing to obj, for a caller that borrows it. When obj lacks a field
+ * that has a schema default, val_check would add it and validate the result: then
+ * *defaults_missing is set, the return is BD_OK, rep is incomplete (reset it), and the
+ * caller runs val_check on a copy. Otherwise exactly val_check's issues and return (obj is
+ * then what val_check would have left). BD_OK, BD_EINVAL, BD_ENOMEM.
+ */
+int val_check_borrowed(const val_catalog_t *cat, const json_t *obj, val_report_t *rep, bool *defaults_missing);
 
 /* ---- introspection for tests and tools ---- */
 

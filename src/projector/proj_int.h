@@ -85,7 +85,21 @@ struct proj {
     size_t ninstances;
     const proj_zone_t **zone_list; /* cache for proj_zones */
     size_t nzone_list;
+    /* Candidate indexes, so that an event looks only at the objects it can concern: each
+     * maps an index key to a set (obj key -> obj_t) of the objects with a valid version
+     * filed under it. A set is a superset of the matches; users filter with the exact test
+     * (zone_selects, the zone name) and sort by key, so results do not depend on them. */
+    bd_hmap_t *zclaims;  /* zone name -> DNSZones claiming it */
+    bd_hmap_t *rec_lbl;  /* "ns\nkey\nvalue" -> records with that label */
+    bd_hmap_t *rec_ns;   /* namespace -> records */
+    bd_hmap_t *zsel_lbl; /* "ns\nkey\nvalue" -> DNSZones with a recordsFrom selector requiring it */
+    bd_hmap_t *zsel_any; /* namespace -> DNSZones with a recordsFrom selector requiring no label value */
+    uint64_t visited;    /* objects and zones looked at by the indexed scans (tests) */
     int oom;
 };
+
+/* Objects and zones the indexed scans have looked at since proj_new: tests check that an
+ * event's work does not grow with unrelated state. */
+uint64_t proj__visited(const proj_t *p);
 
 #endif

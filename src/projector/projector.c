@@ -487,6 +487,181 @@ static void owner_del_rec(owner_t *ow, const obj_t *o)
     }
 }
 
+/* ---- candidate indexes ---------------------------------------------------------------- */
+
+static void idx_put(proj_t *p, bd_hmap_t *idx, const char *ikey, obj_t *o)
+{
+    bd_hmap_t *set = bd_hmap_get(idx, ikey);
+    if (set == NULL) {
+        if ((set = bd_hmap_new()) == NULL || bd_hmap_put(idx, ikey, set, NULL) != BD_OK) {
+            bd_hmap_free(set);
+            p->oom = 1;
+            return;
+        }
+    }
+    if (bd_hmap_put(set, o->key, o, NULL) != BD_OK)
+        p->oom = 1;
+}
+
+static void idx_del(bd_hmap_t *idx, const char *ikey, const obj_t *o)
+{
+    bd_hmap_t *set = bd_hmap_get(idx, ikey);
+    if (set == NULL)
+        return;
+    bd_hmap_del(set, o->key);
+    if (bd_hmap_count(set) == 0)
+        bd_hmap_free(bd_hmap_del(idx, ikey));
+}
+
+static void idx_free(bd_hmap_t *idx)
+{
+    size_t pos = 0;
+    void *set;
+    while (idx && bd_hmap_next(idx, &pos, NULL, &set))
+        bd_hmap_free(set);
+    bd_hmap_free(idx);
+}
+
+/* "ns\nkey\nvalue" in buf (size IKEY_SMALL) or, when longer, in a new string (free it
+ * if != buf); NULL on ENOMEM. Once or twice per event: no printf. */
+#define IKEY_SMALL 256
+static char *label_ikey(proj_t *p, char *buf, const char *ns, const char *k, const char *v)
+{
+    size_t a = strlen(ns), b = strlen(k), c = strlen(v), n = a + b + c + 3;
+    char *s = n <= IKEY_SMALL ? buf : malloc(n);
+    if (s == NULL) {
+        p->oom = 1;
+        return NULL;
+    }
+    memcpy(s, ns, a);
+    s[a] = '\n';
+    memcpy(s + a + 1, k, b);
+    s[a + 1 + b] = '\n';
+    memcpy(s + a + b + 2, v, c + 1);
+    return s;
+}
+
+/* File o (or unfile it) under the label k=v of its namespace. */
+static void idx_label(proj_t *p, bd_hmap_t *idx, const obj_t *o, const char *k, const char *v, bool add)
+{
+    char buf[IKEY_SMALL];
+    char *ikey = label_ikey(p, buf, o->ns, k, v);
+    if (ikey == NULL)
+        return;
+    if (add)
+        idx_put(p, idx, ikey, (obj_t *)o);
+    else
+        idx_del(idx, ikey, o);
+    if (ikey != buf)
+        free(ikey);
+}
+
+/* The requirement a selector's matches must all satisfy with one of a few label values:
+ * its first `In` (matchLabels become `key In (value)`), or NULL if it has none. */
+static const sel_req_t *sel_pivot(const sel_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->reqs[i].op == SEL_IN)
+            return &s->reqs[i];
+    return NULL;
+}
+
+/* Add o (with version r) to the indexes, or remove it; r NULL is a no-op. */
+static void idx_obj(proj_t *p, obj_t *o, const res_t *r, bool add)
+{
+    if (r == NULL)
+        return;
+    if (res_kind_is_record(o->kind)) {
+        for (size_t i = 0; i < r->meta.labels.n; i++)
+            idx_label(p, p->rec_lbl, o, r->meta.labels.items[i].key, r->meta.labels.items[i].value, add);
+        if (add)
+            idx_put(p, p->rec_ns, o->ns, o);
+        else
+            idx_del(p->rec_ns, o->ns, o);
+    } else if (o->kind == RES_DNSZONE) {
+        const res_zone_t *spec = &r->u.zone;
+        if (add)
+            idx_put(p, p->zclaims, spec->zone_name, o);
+        else
+            idx_del(p->zclaims, spec->zone_name, o);
+        for (size_t s = 0; s < spec->n_records_from; s++) {
+            const sel_req_t *pv = sel_pivot(&spec->records_from[s]);
+            for (size_t v = 0; pv != NULL && v < pv->nvalues; v++)
+                idx_label(p, p->zsel_lbl, o, pv->key, pv->values[v], add);
+            if (pv == NULL && add)
+                idx_put(p, p->zsel_any, o->ns, o);
+            else if (pv == NULL)
+                idx_del(p->zsel_any, o->ns, o);
+        }
+    }
+}
+
+/* Append the members of set to *v (grown as needed). */
+static void idx_collect(proj_t *p, const bd_hmap_t *set, obj_t ***v, size_t *n, size_t *cap)
+{
+    size_t pos = 0;
+    obj_t *o;
+    while (set != NULL && bd_hmap_next(set, &pos, NULL, (void **)&o)) {
+        if (*n == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 16;
+            obj_t **nv = realloc(*v, ncap * sizeof(*nv));
+            if (nv == NULL) {
+                p->oom = 1;
+                return;
+            }
+            *v = nv;
+            *cap = ncap;
+        }
+        (*v)[(*n)++] = o;
+        p->visited++;
+    }
+}
+
+static int obj_ptr_key_cmp(const void *a, const void *b)
+{
+    return strcmp((*(obj_t *const *)a)->key, (*(obj_t *const *)b)->key);
+}
+
+/* Sort candidates by key and drop duplicates (an object filed under several keys). */
+static void objs_sort_unique(obj_t **v, size_t *n)
+{
+    bd_qsort(v, *n, sizeof(*v), obj_ptr_key_cmp);
+    size_t o = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (o == 0 || v[o - 1] != v[i])
+            v[o++] = v[i];
+    *n = o;
+}
+
+/* Records that zone z's DNSZone may select, sorted by key: those carrying a label value
+ * its selectors require, or its whole namespace for a selector that requires none. */
+static obj_t **zone_record_candidates(proj_t *p, const proj_zone_t *z, size_t *n)
+{
+    const res_zone_t *spec = &z->obj->res->u.zone;
+    obj_t **v = NULL;
+    size_t cap = 0;
+    *n = 0;
+    for (size_t s = 0; s < spec->n_records_from; s++) {
+        const sel_req_t *pv = sel_pivot(&spec->records_from[s]);
+        if (pv == NULL) {
+            idx_collect(p, bd_hmap_get(p->rec_ns, z->obj->ns), &v, n, &cap);
+            continue;
+        }
+        for (size_t k = 0; k < pv->nvalues; k++) {
+            char buf[IKEY_SMALL];
+            char *ikey = label_ikey(p, buf, z->obj->ns, pv->key, pv->values[k]);
+            if (ikey != NULL)
+                idx_collect(p, bd_hmap_get(p->rec_lbl, ikey), &v, n, &cap);
+            if (ikey != buf)
+                free(ikey);
+        }
+    }
+    objs_sort_unique(v, n);
+    return v;
+}
+
+uint64_t proj__visited(const proj_t *p) { return p->visited; }
+
 /* ---- zones ------------------------------------------------------------------------ */
 
 static proj_zone_t *zone_new(proj_t *p, const char *name, bool catalog)
@@ -662,14 +837,13 @@ static void zone_rebuild(proj_t *p, proj_zone_t *z)
         owner_eval(p, z, bd_hmap_get(z->owners, keys[i]));
     free(keys);
 
-    /* Records: scan the objects in key order (deterministic contributor order). */
-    keys = bd_hmap_keys_sorted(p->objs, &nkeys);
-    for (size_t i = 0; i < nkeys; i++) {
-        obj_t *o = bd_hmap_get(p->objs, keys[i]);
-        if (res_kind_is_record(o->kind) && !o->deleted)
-            zone_attach(p, z, o);
-    }
-    free(keys);
+    /* Records: only those the selectors can match (the index), in key order as a scan of
+     * every object would visit them, so contributor order stays the same. */
+    size_t ncand = 0;
+    obj_t **cand = zone_record_candidates(p, z, &ncand);
+    for (size_t i = 0; i < ncand; i++)
+        zone_attach(p, z, cand[i]);
+    free(cand);
     touch(p, z->obj);
 }
 
@@ -679,7 +853,8 @@ static obj_t *zone_winner(proj_t *p, const char *zone_name)
     obj_t *best = NULL;
     size_t pos = 0;
     obj_t *o;
-    while (bd_hmap_next(p->objs, &pos, NULL, (void **)&o))
+    const bd_hmap_t *claims = bd_hmap_get(p->zclaims, zone_name);
+    while (claims != NULL && bd_hmap_next(claims, &pos, NULL, (void **)&o) && ++p->visited)
         if (o->kind == RES_DNSZONE && !o->deleted && o->res && strcmp(o->res->u.zone.zone_name, zone_name) == 0 &&
             (best == NULL || obj_age_cmp(o, best) < 0))
             best = o;
@@ -720,7 +895,8 @@ static void zone_sync(proj_t *p, const char *zone_name)
     /* Every DNSZone naming it may have won or lost. */
     size_t pos = 0;
     obj_t *o;
-    while (bd_hmap_next(p->objs, &pos, NULL, (void **)&o))
+    const bd_hmap_t *claims = bd_hmap_get(p->zclaims, name);
+    while (claims != NULL && bd_hmap_next(claims, &pos, NULL, (void **)&o) && ++p->visited)
         if (o->kind == RES_DNSZONE && o->res && strcmp(o->res->u.zone.zone_name, name) == 0)
             touch(p, o);
     free(name);
@@ -1223,25 +1399,61 @@ int proj_serial_floor(proj_t *p, const char *zone, uint32_t floor)
 
 /* ---- apply ------------------------------------------------------------------------ */
 
-static void attach_everywhere(proj_t *p, obj_t *o)
+static int cmp_claim_zone(const void *a, const void *b)
 {
-    size_t n = 0;
-    const char **names = bd_hmap_keys_sorted(p->zones, &n);
-    for (size_t i = 0; i < n; i++) {
-        proj_zone_t *z = bd_hmap_get(p->zones, names[i]);
-        if (!z->catalog)
-            zone_attach(p, z, o);
-    }
-    free(names);
+    return strcmp((*(obj_t *const *)a)->res->u.zone.zone_name, (*(obj_t *const *)b)->res->u.zone.zone_name);
 }
 
-/* The first validation error of obj as "field: message", or NULL when valid. */
-static char *first_invalid(proj_t *p, json_t *obj)
+/* Publish record o in every zone that selects it, in zone-name order (its contributions'
+ * order, which its status names first). Only zones whose DNSZones can select it are
+ * looked at: those requiring one of its labels, and those requiring no label value. */
+static void attach_everywhere(proj_t *p, obj_t *o)
+{
+    obj_t **v = NULL;
+    size_t n = 0, cap = 0;
+    const sel_labels_t *labels = &o->res->meta.labels;
+    for (size_t i = 0; i < labels->n; i++) {
+        char buf[IKEY_SMALL];
+        char *ikey = label_ikey(p, buf, o->ns, labels->items[i].key, labels->items[i].value);
+        if (ikey != NULL)
+            idx_collect(p, bd_hmap_get(p->zsel_lbl, ikey), &v, &n, &cap);
+        if (ikey != buf)
+            free(ikey);
+    }
+    idx_collect(p, bd_hmap_get(p->zsel_any, o->ns), &v, &n, &cap);
+    bd_qsort(v, n, sizeof(*v), cmp_claim_zone);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = v[i]->res->u.zone.zone_name;
+        if (i > 0 && strcmp(name, v[i - 1]->res->u.zone.zone_name) == 0)
+            continue;
+        proj_zone_t *z = bd_hmap_get(p->zones, name);
+        if (z != NULL && !z->catalog)
+            zone_attach(p, z, o);
+    }
+    free(v);
+}
+
+/* The first validation error of obj (borrowed) as "field: message", or NULL when valid;
+ * *validated gets obj as validated (schema defaults applied), a new reference, or NULL. An
+ * object that has its defaults already (every object bindy imported) is validated where it
+ * is: only one that lacks some is copied, as val_check writes them in. */
+static char *first_invalid(proj_t *p, const json_t *obj, json_t **validated)
 {
     val_report_t rep;
     val_report_init(&rep);
     char *msg = NULL;
-    if (val_check(p->cat, obj, &rep) != BD_OK) {
+    bool missing = false;
+    int rc = val_check_borrowed(p->cat, obj, &rep, &missing);
+    json_t *v = missing ? json_deep_copy(obj) : json_incref((json_t *)obj);
+    if (missing && v != NULL) {
+        val_report_reset(&rep);
+        rc = val_check(p->cat, v, &rep);
+    }
+    *validated = v;
+    if (v == NULL) {
+        p->oom = 1;
+        msg = xstrdup(p, "out of memory");
+    } else if (rc != BD_OK) {
         for (size_t i = 0; i < rep.n && msg == NULL; i++)
             if (rep.items[i].sev == VAL_ERROR)
                 msg = rep.items[i].path[0] ? xfmt(p, "%s: %s", rep.items[i].path, rep.items[i].msg)
@@ -1339,12 +1551,12 @@ int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err)
 
     res_t *fresh = NULL;
     if (!gone) {
-        json_t *copy = json_deep_copy(ev->object);
-        char *why = copy ? first_invalid(p, copy) : xstrdup(p, "event without an object");
+        json_t *valid = NULL;
+        char *why = ev->object ? first_invalid(p, ev->object, &valid) : xstrdup(p, "event without an object");
         bd_err_t rerr;
-        if (why == NULL && res_from_json(copy, &fresh, &rerr) != BD_OK)
+        if (why == NULL && res_from_json(valid, &fresh, &rerr) != BD_OK)
             why = xstrdup(p, rerr.msg);
-        json_decref(copy);
+        json_decref(valid);
         free(o->invalid_msg);
         o->invalid_msg = why;
         touch(p, o);
@@ -1358,6 +1570,8 @@ int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err)
     char *old_zone = old && kind == RES_DNSZONE ? xstrdup(p, old->u.zone.zone_name) : NULL;
     if (res_kind_is_record(kind))
         zone_detach(p, o); /* o->res is still the old version here */
+    idx_obj(p, o, old, false);
+    idx_obj(p, o, fresh, true);
     o->res = fresh;
     if (fresh != NULL)
         o->valid_seq = ev->seq;
@@ -1677,6 +1891,13 @@ int proj_new(const proj_opts_t *opts, proj_t **out, bd_err_t *err)
     p->inst_changed = bd_hmap_new();
     p->status_dirty = bd_hmap_new();
     p->zchanged = bd_hmap_new();
+    p->zclaims = bd_hmap_new();
+    p->rec_lbl = bd_hmap_new();
+    p->rec_ns = bd_hmap_new();
+    p->zsel_lbl = bd_hmap_new();
+    p->zsel_any = bd_hmap_new();
+    if (!p->zclaims || !p->rec_lbl || !p->rec_ns || !p->zsel_lbl || !p->zsel_any)
+        p->oom = 1;
     if (p->oom || !p->objs || !p->zones || !p->floors || !p->pending || !p->touched || !p->inst_changed ||
         !p->status_dirty || !p->zchanged) {
         proj_free(p);
@@ -1721,6 +1942,11 @@ void proj_free(proj_t *p)
     bd_hmap_free(p->inst_changed);
     bd_hmap_free(p->status_dirty);
     bd_hmap_free(p->zchanged);
+    idx_free(p->zclaims);
+    idx_free(p->rec_lbl);
+    idx_free(p->rec_ns);
+    idx_free(p->zsel_lbl);
+    idx_free(p->zsel_any);
     val_catalog_free(p->cat);
     free(p->catalog_suffix);
     free(p);

@@ -11,6 +11,9 @@
  * rendering and the journal write on the applier's thread; _write is both), and
  * another fresh set starts from that checkpoint (restore, zone store loaded). Both
  * start-ups end with the same zone in the store (checked).
+ * DNSZone events: beside 10,000 records of example.com, 1,000 (then 10) zones of one record
+ * each are created at once (timed), then single-zone TTL changes are timed one by one: the
+ * ratio of the per-event costs shows whether a zone's cost grows with the other zones.
  * Bounded: fixed counts; the only I/O is the start-up's journal. CLOCK_MONOTONIC.
  */
 #include <ftw.h>
@@ -177,6 +180,88 @@ static void run(size_t n, bool report, double *lat)
     proj_free(p);
 }
 
+/* ---- DNSZone events: the cost of one zone as the number of zones grows ---------------- */
+
+#define ZMODS 300
+#define ZBG_RECORDS 10000 /* example.com's records, beside the zones: unrelated state */
+
+/* Zone z<i>.test with recordsFrom zone=z<i>.test, served by the base instance. */
+static json_t *small_zone(size_t i, int ttl)
+{
+    char name[64], zn[64], ns1[80], admin[80];
+    snprintf(name, sizeof(name), "z%zu", i);
+    snprintf(zn, sizeof(zn), "z%zu.test", i);
+    snprintf(ns1, sizeof(ns1), "ns1.%s.", zn);
+    snprintf(admin, sizeof(admin), "admin.%s.", zn);
+    json_t *z = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:i, s:{s:s, s:s}, s:[{s:{s:{s:s}}}],"
+                          " s:[{s:{s:{s:s}}}]}}",
+                          "apiVersion", "bindy.firestoned.io/v1beta1", "kind", "DNSZone", "metadata", "name", name,
+                          "namespace", "dns-system", "spec", "zoneName", zn, "ttl", ttl, "soaRecord", "primaryNs", ns1,
+                          "adminEmail", admin, "bind9InstancesFrom", "selector", "matchLabels", "dns-role",
+                          "primary", "recordsFrom", "selector", "matchLabels", "zone", zn);
+    if (z == NULL)
+        exit(1);
+    return z;
+}
+
+static json_t *small_zone_record(size_t i)
+{
+    char name[64], zn[64], addr[32];
+    snprintf(name, sizeof(name), "www-z%zu", i);
+    snprintf(zn, sizeof(zn), "z%zu.test", i);
+    snprintf(addr, sizeof(addr), "198.51.%zu.%zu", (i >> 8) & 255, i & 255);
+    json_t *r = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:[s]}}", "apiVersion",
+                          "bindy.firestoned.io/v1beta1", "kind", "ARecord", "metadata", "name", name, "namespace",
+                          "dns-system", "labels", "zone", zn, "spec", "name", "www", "ipv4Addresses", addr);
+    if (r == NULL)
+        exit(1);
+    return r;
+}
+
+/* nz zones of one record each beside ZBG_RECORDS records of example.com, created at once
+ * (one record and its zone per pair of events, changes taken at the end: returns the
+ * seconds); then ZMODS DNSZone MODIFIED events (a TTL change), each followed by
+ * proj_take_changes, timed one by one into lat (us, sorted). */
+static double zone_run(size_t nz, double *lat)
+{
+    proj_t *p = base();
+    for (size_t i = 0; i < ZBG_RECORDS; i++) {
+        json_t *r = arecord(i, 0);
+        apply(p, JNL_ADDED, r);
+        json_decref(r);
+    }
+    take(p);
+    double t0 = now_s();
+    for (size_t i = 0; i < nz; i++) {
+        json_t *r = small_zone_record(i), *z = small_zone(i, 3600);
+        apply(p, JNL_ADDED, r);
+        apply(p, JNL_ADDED, z);
+        json_decref(r);
+        json_decref(z);
+    }
+    take(p);
+    double create = now_s() - t0;
+    if (proj_zone_get(p, "z0.test") == NULL) {
+        fprintf(stderr, "bench_projector: z0.test missing\n");
+        exit(1);
+    }
+    json_t **mods = malloc(sizeof(*mods) * ZMODS);
+    for (size_t k = 0; mods != NULL && k < ZMODS; k++)
+        mods[k] = small_zone((k * 7919u) % nz, 600 + (int)k);
+    for (size_t k = 0; mods != NULL && k < ZMODS; k++) {
+        double t = now_s();
+        apply(p, JNL_MODIFIED, mods[k]);
+        take(p);
+        lat[k] = (now_s() - t) * 1e6;
+    }
+    for (size_t k = 0; mods != NULL && k < ZMODS; k++)
+        json_decref(mods[k]);
+    free(mods);
+    qsort(lat, ZMODS, sizeof(*lat), cmp_d);
+    proj_free(p);
+    return create;
+}
+
 /* ---- start-up: replay vs checkpoint ------------------------------------------------- */
 
 static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) { return remove(path); }
@@ -334,6 +419,13 @@ int main(void)
     printf("BENCH projector_event_cost_at_1k_p50 %.1f us\n", pct(small, MODS, 50));
     printf("BENCH projector_event_cost_at_1k_p99 %.1f us\n", pct(small, MODS, 99));
     printf("BENCH projector_cost_ratio_100k_vs_1k %.2f ratio\n", pct(big, MODS, 50) / pct(small, MODS, 50));
+    static double zbig[ZMODS], zsmall[ZMODS];
+    double create_1k = zone_run(1000, zbig);
+    zone_run(10, zsmall);
+    printf("BENCH projector_1k_zones_created %.3f s\n", create_1k);
+    printf("BENCH projector_dnszone_event_cost_at_1k_zones %.1f us\n", pct(zbig, ZMODS, 50));
+    printf("BENCH projector_dnszone_event_cost_at_10_zones %.1f us\n", pct(zsmall, ZMODS, 50));
+    printf("BENCH projector_dnszone_cost_ratio_1k_vs_10 %.2f ratio\n", pct(zbig, ZMODS, 50) / pct(zsmall, ZMODS, 50));
     /* every event a new record: the worst case for a checkpoint, which restores every\n     * live object through the projector as the replay applies every event */
     startup("100k", 100000, 1, true);
     /* the same number of events over 10,000 records (each edited nine times) */

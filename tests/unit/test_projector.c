@@ -16,6 +16,7 @@
 
 #include "doc.h"
 #include "manifest.h"
+#include "proj_int.h" /* proj__visited */
 #include "projector.h"
 
 static const char *src_dir(void)
@@ -1046,6 +1047,117 @@ static void test_zone_membership_incremental(void **state)
     proj_free(q);
 }
 
+static json_t *ryaml(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *ryaml(const char *fmt, ...)
+{
+    char y[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(y, sizeof(y), fmt, ap);
+    va_end(ap);
+    return parse(y);
+}
+
+/* A zone whose records come from the labels zone=<name>, with ttl. */
+static json_t *lzone(int i, int ttl)
+{
+    return ryaml("apiVersion: bindy.firestoned.io/v1beta1\nkind: DNSZone\n"
+                 "metadata: {name: z%d, namespace: dns-system}\n"
+                 "spec:\n  zoneName: z%d.test\n  ttl: %d\n"
+                 "  soaRecord: {primaryNs: ns1.z%d.test., adminEmail: admin.z%d.test.}\n"
+                 "  recordsFrom:\n  - selector: {matchLabels: {zone: z%d.test}}\n",
+                 i, i, ttl, i, i, i);
+}
+
+static json_t *lrec(int zone, int r)
+{
+    return ryaml("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+                 "metadata: {name: r%d-%d, namespace: dns-system, labels: {zone: z%d.test}}\n"
+                 "spec: {name: h%d, ipv4Addresses: [192.0.2.%d]}\n",
+                 zone, r, zone, r, r + 1);
+}
+
+/* A DNSZone or record event looks at the objects it can concern, not at every object:
+ * its cost must not grow with unrelated zones and records. Selectors without a label
+ * value to index by (Exists, an In of several values) still find their records, and the
+ * result does not depend on whether zones or records came first. */
+static void test_event_work_is_local(void **state)
+{
+    enum { NZ = 300, NR = 3 };
+    proj_t *p = NULL, *q = NULL;
+    assert_int_equal(proj_new(NULL, &p, NULL), BD_OK);
+    assert_int_equal(proj_new(NULL, &q, NULL), BD_OK);
+    json_t *objs = json_array();
+    for (int z = 0; z < NZ; z++) {
+        json_array_append_new(objs, lzone(z, 3600));
+        for (int r = 0; r < NR; r++)
+            json_array_append_new(objs, lrec(z, r));
+    }
+    /* namespace "other": a selector by Exists and one by In with two values */
+    json_array_append_new(objs, ryaml("apiVersion: bindy.firestoned.io/v1beta1\nkind: DNSZone\n"
+                                      "metadata: {name: ex, namespace: other}\n"
+                                      "spec:\n  zoneName: ex.test\n"
+                                      "  soaRecord: {primaryNs: ns1.ex.test., adminEmail: admin.ex.test.}\n"
+                                      "  recordsFrom:\n  - selector: {matchExpressions: "
+                                      "[{key: team, operator: Exists}]}\n"
+                                      "  - selector: {matchExpressions: [{key: tier, operator: In, "
+                                      "values: [gold, silver]}]}\n"));
+    json_array_append_new(objs, ryaml("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+                                      "metadata: {name: t, namespace: other, labels: {team: x}}\n"
+                                      "spec: {name: team, ipv4Addresses: [198.51.100.1]}\n"));
+    json_array_append_new(objs, ryaml("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+                                      "metadata: {name: s, namespace: other, labels: {tier: silver}}\n"
+                                      "spec: {name: silver, ipv4Addresses: [198.51.100.2]}\n"));
+    json_array_append_new(objs, ryaml("apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+                                      "metadata: {name: b, namespace: other, labels: {tier: bronze}}\n"
+                                      "spec: {name: bronze, ipv4Addresses: [198.51.100.3]}\n"));
+    size_t i, n = json_array_size(objs);
+    json_t *o;
+    json_array_foreach(objs, i, o) apply(p, JNL_ADDED, o);
+    /* q: every record before every zone, so zones find their records by rebuilding */
+    for (int pass = 0; pass < 2; pass++) {
+        json_array_foreach(objs, i, o) {
+            bool zone = strcmp(json_string_value(json_object_get(o, "kind")), "DNSZone") == 0;
+            if (zone == (pass == 1))
+                apply(q, JNL_ADDED, o);
+        }
+    }
+    assert_rr(p, "ex.test", "team.ex.test. 3600 IN A 198.51.100.1");
+    assert_rr(p, "ex.test", "silver.ex.test. 3600 IN A 198.51.100.2");
+    assert_false(has_rr(p, "ex.test", "bronze.ex.test. 3600 IN A 198.51.100.3"));
+    assert_rr(p, "z7.test", "h2.z7.test. 3600 IN A 192.0.2.3");
+    char dp[65], dq[65];
+    assert_int_equal(proj_digest(p, dp), BD_OK);
+    assert_int_equal(proj_digest(q, dq), BD_OK);
+    assert_string_equal(dp, dq);
+    drain(p);
+
+    /* one zone changes: its claimants and its own records, out of ~1,200 objects */
+    json_t *z7 = lzone(7, 600);
+    uint64_t before = proj__visited(p);
+    apply(p, JNL_MODIFIED, z7);
+    uint64_t zone_cost = proj__visited(p) - before;
+    assert_rr(p, "z7.test", "h2.z7.test. 600 IN A 192.0.2.3");
+    assert_true(n > 1000);
+    if (zone_cost > 2 + 2 * NR)
+        fail_msg("a DNSZone event looked at %llu objects", (unsigned long long)zone_cost);
+
+    /* one record more: the zones that can select it */
+    json_t *rec = lrec(7, NR);
+    before = proj__visited(p);
+    apply(p, JNL_ADDED, rec);
+    uint64_t rec_cost = proj__visited(p) - before;
+    assert_rr(p, "z7.test", "h3.z7.test. 600 IN A 192.0.2.4");
+    if (rec_cost > 2)
+        fail_msg("a record event looked at %llu zones", (unsigned long long)rec_cost);
+
+    json_decref(z7);
+    json_decref(rec);
+    json_decref(objs);
+    proj_free(p);
+    proj_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1056,6 +1168,7 @@ int main(void)
         cmocka_unit_test(test_conflicts_and_bad_input),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_zone_membership_incremental),
+        cmocka_unit_test(test_event_work_is_local),
         cmocka_unit_test(test_deletion_timestamp),
         cmocka_unit_test(test_snapshot_restore),
         cmocka_unit_test(test_snapshot_refused),

@@ -571,6 +571,59 @@ static void test_defaults_are_applied(void **state)
     json_decref(obj);
 }
 
+/* Every issue of a report, one per line, for comparing two reports. */
+static void report_text(const val_report_t *rep, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (size_t j = 0; j < rep->n; j++) {
+        size_t sl = strlen(buf);
+        snprintf(buf + sl, len - sl, "%d %s: %s\n", rep->items[j].sev, rep->items[j].path, rep->items[j].msg);
+    }
+}
+
+/* The projector validates journaled objects without copying them: on every case it must
+ * leave the object as it was and say exactly what val_check says, or ask for a copy when
+ * a default is missing; on the object val_check has defaulted it never asks. */
+static void test_borrowed_check_agrees(void **state)
+{
+    static char want[8192], got[8192];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        json_t *obj = parse_one(cases[i].yaml), *orig = parse_one(cases[i].yaml);
+        val_report_t rep;
+        val_report_init(&rep);
+        bool missing = true;
+        int brc = val_check_borrowed(cat, obj, &rep, &missing);
+        report_text(&rep, got, sizeof(got));
+        if (!json_equal(obj, orig))
+            fail_msg("case %zu: the borrowed check changed the object", i);
+        val_report_reset(&rep);
+        int rc = val_check(cat, obj, &rep);
+        report_text(&rep, want, sizeof(want));
+        if (!missing && (brc != rc || strcmp(want, got) != 0))
+            fail_msg("case %zu: borrowed %d:\n%s\nval_check %d:\n%s", i, brc, got, rc, want);
+        /* obj has its defaults now */
+        val_report_reset(&rep);
+        brc = val_check_borrowed(cat, obj, &rep, &missing);
+        report_text(&rep, got, sizeof(got));
+        assert_false(missing);
+        if (brc != rc || strcmp(want, got) != 0)
+            fail_msg("case %zu, defaulted: borrowed %d:\n%s\nval_check %d:\n%s", i, brc, got, rc, want);
+        val_report_deinit(&rep);
+        json_decref(obj);
+        json_decref(orig);
+    }
+    /* a Bind9Instance without spec.replicas lacks a default */
+    json_t *obj = parse_one(HDR("Bind9Instance") "spec: {}\n");
+    val_report_t rep;
+    val_report_init(&rep);
+    bool missing = false;
+    assert_int_equal(val_check_borrowed(cat, obj, &rep, &missing), BD_OK);
+    assert_true(missing);
+    assert_null(json_object_get(json_object_get(obj, "spec"), "replicas"));
+    val_report_deinit(&rep);
+    json_decref(obj);
+}
+
 /* ---- corpora on disk ---------------------------------------------------------------- */
 
 typedef struct {
@@ -677,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_unknown_fields_warn),
         cmocka_unit_test(test_defaults_are_applied),
+        cmocka_unit_test(test_borrowed_check_agrees),
         cmocka_unit_test(test_seed_manifests_are_valid),
         cmocka_unit_test(test_examples_are_valid),
         cmocka_unit_test(test_invalid_corpus),
