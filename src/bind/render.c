@@ -92,9 +92,10 @@ int bind_render_named_conf(const res_t *inst, const res_t *cluster, const bind_r
     *out = NULL;
     if (inst == NULL || inst->kind != RES_BIND9INSTANCE)
         return bd_err_set(err, BD_EINVAL, "render: not a Bind9Instance");
-    if (!prm->directory || !prm->keys_file || !prm->catalog || !prm->control_addr || prm->nupstream == 0)
-        return bd_err_set(err, BD_EINVAL, "render %s/%s: directory, keys_file, catalog, control_addr and an "
-                          "upstream are required", inst->meta.ns, inst->meta.name);
+    if (!prm->directory || !prm->keys_file || !prm->catalog || !prm->control_addr || prm->nupstream == 0 ||
+        (strcmp(prm->control_addr, "*") == 0 && !prm->control_allow))
+        return bd_err_set(err, BD_EINVAL, "render %s/%s: directory, keys_file, catalog, control_addr (with "
+                          "control_allow when \"*\") and an upstream are required", inst->meta.ns, inst->meta.name);
     const res_config_t *c = &inst->u.instance.config;
     const res_config_t *g = cluster && cluster->kind == RES_BIND9CLUSTER ? &cluster->u.cluster.global : NULL;
     sbuf_t b = {0};
@@ -148,13 +149,36 @@ int bind_render_named_conf(const res_t *inst, const res_t *cluster, const bind_r
         put_endpoints(&b, prm->notify, prm->nnotify);
         put(&b, " };\n");
     }
+    /* A zone's journal is the only source of IXFR that named serves downstream, and only
+     * a zone with a file has one: in memory, every change reaches the next server as a
+     * whole-zone transfer. An IXFR received is journaled as it is; an AXFR (bindy
+     * restarted, or the change outgrew its history) only with ixfr-from-differences,
+     * which costs a comparison of the two versions of that zone. */
+    if (prm->zone_files)
+        put(&b, "    ixfr-from-differences secondary;\n");
     put(&b, "    allow-new-zones no;\n");
     put(&b, "    catalog-zones {\n        zone \"%s\" default-primaries {", prm->catalog);
     put_endpoints(&b, prm->upstream, prm->nupstream);
-    put(&b, " } in-memory yes min-update-interval 1;\n    };\n};\n\n");
-    put(&b, "controls {\n    inet %s port %u allow { %s; } keys { \"%s\"; };\n};\n\n", prm->control_addr,
-        prm->control_port, prm->control_addr, BIND_RNDC_KEY_NAME);
-    put(&b, "zone \"%s\" {\n    type secondary;\n    primaries {", prm->catalog);
+    put(&b, " } in-memory %s min-update-interval 1;\n    };\n};\n\n", prm->zone_files ? "no" : "yes");
+    /* In a cluster bindy's readiness reaches each pod at its own address (rndc retransfer
+     * for a laggard), from wherever the operator runs, so the channel listens everywhere
+     * and admits any address: the HMAC key authenticates every command, and named drops
+     * a connection whose first message is not signed with it. "*" is IPv4 only in BIND;
+     * "::" adds IPv6 pods (where the pod has no IPv6, named logs a warning and goes on). */
+    const char *allow = prm->control_allow ? prm->control_allow : prm->control_addr;
+    put(&b, "controls {\n");
+    if (strcmp(prm->control_addr, "*") == 0)
+        put(&b, "    inet * port %u allow { %s; } keys { \"%s\"; };\n"
+                "    inet :: port %u allow { %s; } keys { \"%s\"; };\n",
+            prm->control_port, allow, BIND_RNDC_KEY_NAME, prm->control_port, allow, BIND_RNDC_KEY_NAME);
+    else
+        put(&b, "    inet %s port %u allow { %s; } keys { \"%s\"; };\n", prm->control_addr, prm->control_port,
+            allow, BIND_RNDC_KEY_NAME);
+    put(&b, "};\n\n");
+    put(&b, "zone \"%s\" {\n    type secondary;\n", prm->catalog);
+    if (prm->zone_files)
+        put(&b, "    file \"%s.db\";\n", prm->catalog);
+    put(&b, "    primaries {");
     put_endpoints(&b, prm->upstream, prm->nupstream);
     put(&b, " };\n};\n");
 

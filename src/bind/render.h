@@ -12,6 +12,7 @@
 #ifndef BD_RENDER_H
 #define BD_RENDER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -32,13 +33,21 @@ typedef struct {
     const char *listen_v4;  /* address or "any"; listen-on */
     const char *listen_v6;  /* address, "any" or "none" (default) */
     uint16_t port;          /* DNS port (53) */
-    const char *control_addr; /* rndc control channel address (127.0.0.1) */
+    const char *control_addr; /* rndc control channel address (127.0.0.1), or "*": every
+                                 address, IPv4 and IPv6 */
     uint16_t control_port;    /* (953) */
+    const char *control_allow; /* who may connect: an address match list element ("any");
+                                  NULL: control_addr only (required with "*"). Every
+                                  command must be signed with the rndc key either way. */
     const char *catalog;      /* the instance's catalog zone name */
     const bind_endpoint_t *upstream; /* where the catalog and its members come from */
     size_t nupstream;
     const bind_endpoint_t *notify;   /* also-notify targets (downstream servers) */
     size_t nnotify;
+    bool zone_files;   /* zones in files under directory, with journals: a server answers
+                          IXFR from downstream servers and reloads its zones after a
+                          restart. Only where directory belongs to this one named (two
+                          writing the same files corrupt them); false: in memory only. */
 } bind_render_params_t;
 
 /*

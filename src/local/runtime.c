@@ -299,6 +299,7 @@ static void sync_replicas(lrt_t *rt)
                 .directory = dir, .keys_file = kpath, .listen_v4 = rt->o.address, .port = rep->dns,
                 .control_addr = rt->o.address, .control_port = rep->ctl, .catalog = in->catalog,
                 .upstream = up, .nupstream = nup, .notify = down, .nnotify = ndown,
+                .zone_files = true, /* dir is this replica's alone */
             };
             char *conf = NULL;
             if (bind_render_named_conf(in->res, cluster, &prm, &conf, &err) != BD_OK) {

@@ -300,6 +300,11 @@ static json_t *claim_template(const ctx_t *c)
     return json_pack("{s:{s:s, s:o}, s:o}", "metadata", "name", "data", "labels", labels(c), "spec", spec);
 }
 
+/* DNS only. The rndc port stays off the Service: a command is for one pod (readiness
+ * dials each pod's address, and 953 when its EndpointSlice names no "rndc" port), a
+ * virtual IP that balances connections over pods would reach an arbitrary one, and a
+ * Service port is one more way for the control channel to be published (NodePort,
+ * LoadBalancer, a mesh). The container port names it for NetworkPolicies. */
 static json_t *render_service(const ctx_t *c)
 {
     json_t *obj = object(c, WL_SERVICE);
@@ -398,12 +403,13 @@ static json_t *render_workload(const ctx_t *c, const res_t *cluster, const char 
     int rc = BD_OK;
 
     json_t *container = json_pack(
-        "{s:s, s:o, s:s, s:[s, s, s, s], s:[{s:s, s:i, s:s}, {s:s, s:i, s:s}], s:o, s:o,"
+        "{s:s, s:o, s:s, s:[s, s, s, s], s:[{s:s, s:i, s:s}, {s:s, s:i, s:s}, {s:s, s:i, s:s}], s:o, s:o,"
         " s:{s:b, s:{s:[s]}, s:b, s:b},"
         " s:[{s:s, s:s, s:b}, {s:s, s:s, s:b}, {s:s, s:s}, {s:s, s:s}, {s:s, s:s}]}",
         "name", "bind9", "image", image_of(c, cluster), "imagePullPolicy", "IfNotPresent", "command", "named", "-g",
         "-c", WL_CONFIG_DIR "/named.conf", "ports", "name", "dns-udp", "containerPort", WL_DNS_PORT, "protocol", "UDP",
-        "name", "dns-tcp", "containerPort", WL_DNS_PORT, "protocol", "TCP", "livenessProbe", probe(30, 10),
+        "name", "dns-tcp", "containerPort", WL_DNS_PORT, "protocol", "TCP", "name", "rndc", "containerPort",
+        WL_RNDC_PORT, "protocol", "TCP", "livenessProbe", probe(30, 10),
         "readinessProbe", probe(5, 5), "securityContext", "allowPrivilegeEscalation", 0, "capabilities", "drop", "ALL",
         "readOnlyRootFilesystem", 1, "runAsNonRoot", 1, "volumeMounts", "name", "config", "mountPath", WL_CONFIG_DIR,
         "readOnly", 1, "name", "keys", "mountPath", WL_KEYS_DIR, "readOnly", 1, "name", "data", "mountPath",
@@ -509,8 +515,13 @@ int wl_render(const res_t *inst, const res_t *cluster, const wl_opts_t *opts, wl
     bind_render_params_t prm = {
         .directory = WL_DATA_DIR, .keys_file = WL_KEYS_DIR "/keys.conf", .listen_v4 = "any",
         /* `dig @localhost` (the probes) may try ::1 first */
-        .listen_v6 = "any", .port = WL_DNS_PORT, .control_addr = "127.0.0.1", .control_port = WL_RNDC_PORT,
+        .listen_v6 = "any", .port = WL_DNS_PORT,
+        /* bindy's readiness sends rndc to the pod's address, from another pod */
+        .control_addr = "*", .control_allow = "any", .control_port = WL_RNDC_PORT,
         .catalog = catalog, .upstream = up, .nupstream = opts->nupstream, .notify = down, .nnotify = opts->nnotify,
+        /* the data volume is the pod's own (emptyDir, or one claim per pod) unless it is an
+         * existing claim, which replicas, or two pods of a rolling update, would share */
+        .zone_files = !(c.in->storage == RES_STORAGE_PVC && !claim_per_pod(c.in)),
     };
     if ((rc = bind_render_named_conf(inst, cluster, &prm, &conf, err)) != BD_OK)
         goto out;

@@ -17,14 +17,17 @@
  *                              error messages here never quote it.
  *   ConfigMap   <inst>-config  named.conf (bind_render_named_conf); never zone data:
  *                              servers pull zones by transfer from their catalog.
- *   Service     <inst>         UDP and TCP 53.
+ *   Service     <inst>         UDP and TCP 53 (not rndc: bindy dials each pod).
  *   Deployment  <inst>         named, hardened (non-root, read-only root filesystem, no
  *                              capabilities), probes and spreading as the HA guide shows,
- *                              readiness gate WL_READINESS_GATE (bindy sets it). Its data
- *                              volume: emptyDir, or the existing claim
+ *                              readiness gate WL_READINESS_GATE (bindy sets it); ports
+ *                              dns-udp, dns-tcp and rndc (953, any address, the rndc key
+ *                              admits). Its data volume, where named keeps zone files and
+ *                              journals: emptyDir, or the existing claim
  *                              spec.storage.persistentVolumeClaim.claimName (shared by
  *                              every replica: the CRD refuses replicas > 1 on it unless
- *                              its accessModes include ReadWriteMany).
+ *                              its accessModes include ReadWriteMany; named then keeps
+ *                              its zones in memory only).
  *   StatefulSet <inst>         instead of the Deployment when spec.storage.
  *                              persistentVolumeClaim has no claimName: the same pod
  *                              template, and one claim per pod from volumeClaimTemplates

@@ -25,7 +25,14 @@
  *      primary gets reaches a secondary within a second by NOTIFY, although the NOTIFY
  *      comes from another address than the one the secondary pulls from (a pod behind a
  *      Service): signed with the transfer key, it is accepted; the secondary whose
- *      allow-notify lacks the key refuses it and still has the old data.
+ *      allow-notify lacks the key refuses it and still has the old data;
+ *  12. the rendered control channel: our rndc client runs `retransfer` at another
+ *      loopback address (a pod's own address) with the instance's rndc key, and is
+ *      turned away with another key;
+ *  13. a change reaches the secondary by IXFR at both hops (bindy -> primary -> secondary),
+ *      as named's transfer-out log says, even when bindy lost its history and sent the
+ *      primary the whole zone; a restarted primary serves the zone from its file while
+ *      bindy refuses; a zone out of the catalog leaves no file behind.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,6 +41,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -52,6 +60,7 @@
 #include "log.h"
 #include "named_harness.h"
 #include "render.h"
+#include "rndc.h"
 #include "resource.h"
 #include "server.h"
 #include "zonedb.h"
@@ -1098,24 +1107,31 @@ static res_t *rc_instance(const char *name, const char *role)
 
 /* named.conf as the workload renders it (src/workload/workload.c's parameters) with the
  * harness's directory and ports; keys.conf beside it. */
-static char *rc_conf(bd_named_t *n, const res_t *inst, const char *catalog, const bind_endpoint_t *up,
-                     const bind_endpoint_t *down, size_t ndown, const char *xfr_b64)
+static char *rc_conf_rndc(bd_named_t *n, const res_t *inst, const char *catalog, const bind_endpoint_t *up,
+                          const bind_endpoint_t *down, size_t ndown, const char *xfr_b64, const char *rndc_b64)
 {
     char keys_path[512];
     snprintf(keys_path, sizeof(keys_path), "%s/keys.conf", bd_named_dir(n));
     bind_render_params_t prm = {
         .directory = bd_named_dir(n), .keys_file = keys_path, .listen_v4 = "any", .listen_v6 = "any",
-        .port = bd_named_port(n), .control_addr = "127.0.0.1", .control_port = bd_named_ctl_port(n),
-        .catalog = catalog, .upstream = up, .nupstream = 1, .notify = down, .nnotify = ndown,
+        .port = bd_named_port(n), .control_addr = "*", .control_allow = "any",
+        .control_port = bd_named_ctl_port(n), .catalog = catalog, .upstream = up, .nupstream = 1, .notify = down,
+        .nnotify = ndown, .zone_files = true,
     };
     char *conf = NULL, *keys = NULL;
     bd_err_t err;
     if (bind_render_named_conf(inst, NULL, &prm, &conf, &err) != 0 ||
-        bind_render_keys("hmac-sha256", xfr_b64, "hmac-sha256", xfr_b64, &keys, &err) != 0 ||
+        bind_render_keys("hmac-sha256", xfr_b64, "hmac-sha256", rndc_b64, &keys, &err) != 0 ||
         bd_named_write_file(n, "keys.conf", keys, &err) != 0)
         fail_msg("render %s: %s", inst->meta.name, err.msg);
     free(keys);
     return conf;
+}
+
+static char *rc_conf(bd_named_t *n, const res_t *inst, const char *catalog, const bind_endpoint_t *up,
+                     const bind_endpoint_t *down, size_t ndown, const char *xfr_b64)
+{
+    return rc_conf_rndc(n, inst, catalog, up, down, ndown, xfr_b64, xfr_b64);
 }
 
 /* conf with `what` inserted after "options {\n" (test-only stand-ins). */
@@ -1139,11 +1155,11 @@ static void rc_start(bd_named_t *n, const char *what, const char *conf)
                  conf);
 }
 
-static double rc_wait_answer(bd_named_t *n, const char *want, double timeout)
+static double rc_wait_name(bd_named_t *n, const char *name, const char *want, double timeout)
 {
     double t0 = ev_time(), end = t0 + timeout;
     for (;;) {
-        char *got = dig(bd_named_port(n), "www." RC_ZONE, "A", NULL);
+        char *got = dig(bd_named_port(n), name, "A", NULL);
         bool ok = strcmp(got, want) == 0;
         free(got);
         if (ok)
@@ -1152,6 +1168,11 @@ static double rc_wait_answer(bd_named_t *n, const char *want, double timeout)
             return -1;
         pump(0.02);
     }
+}
+
+static double rc_wait_answer(bd_named_t *n, const char *want, double timeout)
+{
+    return rc_wait_name(n, "www." RC_ZONE, want, timeout);
 }
 
 static void test_rendered_notify_chain(void **state)
@@ -1255,6 +1276,302 @@ static void test_rendered_notify_chain(void **state)
     bind_server_key_wipe(&key);
 }
 
+/* ---- 12. rndc at a pod's address; 13. IXFR from bindy through a primary ---- */
+
+/* what stands in for a pod's own address (rdy dials the EndpointSlice's address) */
+#define RC_RNDC_ADDR "127.0.0.2"
+
+/* bindy's hidden primary with the transfer key under the renderer's name. */
+static bind_server_t *rc_hidden_primary(bind_server_key_t *key, char *xfr_b64, size_t cap)
+{
+    bd_err_t err;
+    assert_int_equal(bind_server_key_generate(key, BIND_XFR_KEY_NAME, BIND_SERVER_HMAC_SHA256), 0);
+    assert_int_equal(bind_server_key_b64(key, xfr_b64, cap), 0);
+    bind_server_t *hp = NULL;
+    bind_server_config_t cfg = {.address = "127.0.0.1", .xfr_key = key, .serving = true,
+                                .notify_interval = 0.5, .notify_retries = 4};
+    if (bind_server_new(&hp, g_loop, g_db, &cfg, &err) != 0)
+        fail_msg("server: %s", err.msg);
+    return hp;
+}
+
+/* A catalog (RFC 9432) listing members, which bindy serves and notifies to target. */
+static void rc_catalog(bind_server_t *hp, const char *catalog, const char *const *members, size_t n,
+                       bd_named_t *target)
+{
+    char text[1024];
+    int off = snprintf(text, sizeof(text), "@ IN SOA invalid. invalid. 1 3600 600 86400 300\n@ IN NS invalid.\n"
+                                           "version IN TXT \"2\"\n");
+    for (size_t i = 0; i < n; i++)
+        off += snprintf(text + off, sizeof(text) - (size_t)off, "m%zu.zones IN PTR %s.\n", i, members[i]);
+    apply_text(catalog, NULL, text);
+    char t[64];
+    snprintf(t, sizeof(t), "127.0.0.1:%u", bd_named_port(target));
+    const char *targets[] = {t};
+    bd_err_t err;
+    if (bind_server_set_notify_targets(hp, catalog, targets, 1, &err) != 0)
+        fail_msg("notify targets: %s", err.msg);
+}
+
+static int rndc_at(bd_named_t *n, const char *secret_b64, const char *cmd, uint32_t *result, char *msg, size_t cap)
+{
+    bind_rndc_config_t cfg = {.host = RC_RNDC_ADDR, .port = bd_named_ctl_port(n), .key_name = BIND_RNDC_KEY_NAME,
+                              .alg = BIND_RNDC_HMAC_SHA256, .secret_b64 = secret_b64, .timeout = 5.0};
+    bind_rndc_result_t res;
+    bd_err_t err;
+    bd_err_clear(&err);
+    int rc = bind_rndc_command_sync(&cfg, cmd, &res, &err);
+    snprintf(msg, cap, "%s", rc == 0 ? (res.err ? res.err : res.text) : err.msg);
+    *result = rc == 0 ? res.result : BIND_RNDC_R_UNKNOWN;
+    if (rc == 0)
+        bind_rndc_result_deinit(&res);
+    return rc;
+}
+
+/* Lines of n's named.log that contain both a and b. */
+static int log_count(bd_named_t *n, const char *a, const char *b)
+{
+    char path[512], line[4096];
+    snprintf(path, sizeof(path), "%s/named.log", bd_named_dir(n));
+    FILE *f = fopen(path, "r");
+    int c = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        c += strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL);
+    if (f != NULL)
+        fclose(f);
+    return c;
+}
+
+#define RC_RNDC_ZONE "rndc.example"
+#define RC_RNDC_CAT "primary-rndc.dns-system.catalog.bindy.invalid"
+
+/* The cluster's control channel as rendered: bindy's readiness, elsewhere in the cluster,
+ * dials the pod's address with the instance's rndc key; any other key is turned away. */
+static void test_rendered_rndc_at_pod_address(void **state)
+{
+    bd_err_t err;
+    bind_server_key_t key, rkey;
+    char xfr_b64[128], rndc_b64[128];
+    bind_server_t *hp = rc_hidden_primary(&key, xfr_b64, sizeof(xfr_b64));
+    assert_int_equal(bind_server_key_generate(&rkey, BIND_RNDC_KEY_NAME, BIND_SERVER_HMAC_SHA256), 0);
+    assert_int_equal(bind_server_key_b64(&rkey, rndc_b64, sizeof(rndc_b64)), 0);
+    bind_server_key_wipe(&rkey);
+    apply_text(RC_RNDC_ZONE, NULL, "@ IN SOA ns1 hostmaster 1 3600 3600 86400 300\n@ IN NS ns1\n"
+                                   "ns1 IN A 192.0.2.53\nwww IN A 192.0.2.1\n");
+    bd_named_t *p = NULL;
+    assert_int_equal(bd_named_new(&p, &err), 0);
+    const char *members[] = {RC_RNDC_ZONE};
+    rc_catalog(hp, RC_RNDC_CAT, members, 1, p);
+    res_t *prim = rc_instance("primary-rndc", "primary");
+    bind_endpoint_t hp_ep = {"127.0.0.1", bind_server_port(hp)};
+    char *conf = rc_conf_rndc(p, prim, RC_RNDC_CAT, &hp_ep, NULL, 0, xfr_b64, rndc_b64);
+    assert_non_null(strstr(conf, "inet * port"));
+    rc_start(p, "primary, rndc", conf);
+    if (rc_wait_name(p, "www." RC_RNDC_ZONE, "192.0.2.1", WAIT_S) < 0) {
+        print_log_tail(p);
+        fail_msg("the rendered primary never served " RC_RNDC_ZONE);
+    }
+
+    /* the instance's key: named runs it, and pulls the whole zone again from bindy */
+    bind_server_stats_t before, after;
+    bind_server_stats(hp, &before);
+    uint32_t result = 0;
+    char msg[512];
+    int rc = rndc_at(p, rndc_b64, "retransfer " RC_RNDC_ZONE, &result, msg, sizeof(msg));
+    if (rc != 0 || result != BIND_RNDC_R_SUCCESS) {
+        print_log_tail(p);
+        fail_msg("rndc retransfer at " RC_RNDC_ADDR ": %s (%s, result %u)", msg, bd_strerror(rc), result);
+    }
+    for (double end = ev_time() + WAIT_S; ev_time() < end;) {
+        pump(0.1);
+        bind_server_stats(hp, &after);
+        if (after.axfr > before.axfr && after.xfr_done > before.xfr_done)
+            break;
+    }
+    assert_true(after.axfr > before.axfr);
+    assert_true(named_log_contains(p, "received control channel command 'retransfer " RC_RNDC_ZONE "'"));
+
+    /* another key (the transfer key, which named also knows): the connection is dropped */
+    rc = rndc_at(p, xfr_b64, "retransfer " RC_RNDC_ZONE, &result, msg, sizeof(msg));
+    print_message("rndc with another key: %s (%s)\n", msg, bd_strerror(rc));
+    assert_int_equal(rc, BD_EAUTH);
+    bind_server_stats_t later;
+    pump(0.5);
+    bind_server_stats(hp, &later);
+    assert_int_equal(later.axfr, after.axfr);
+    assert_int_equal(log_count(p, "invalid command from", "bad auth"), 1);
+
+    free(conf);
+    res_free(prim);
+    bd_named_free(p);
+    bind_server_set_notify_targets(hp, RC_RNDC_CAT, NULL, 0, &err);
+    bind_server_free(hp);
+    bind_server_key_wipe(&key);
+}
+
+#define RC_IXFR_ZONE "ixfr.example"
+#define RC_IXFR_CAT_P "primary-ixfr.dns-system.catalog.bindy.invalid"
+#define RC_IXFR_CAT_S "secondary-ixfr.dns-system.catalog.bindy.invalid"
+#define RC_IXFR_BULK 300
+
+/* The outgoing transfers of zone that n logged, by kind. */
+static void xfrout_counts(bd_named_t *n, const char *zone, int *ixfr, int *axfr)
+{
+    char tag[300];
+    snprintf(tag, sizeof(tag), "transfer of '%s/IN': IXFR started", zone);
+    *ixfr = log_count(n, tag, NULL);
+    snprintf(tag, sizeof(tag), "transfer of '%s/IN': AXFR", zone); /* AXFR and AXFR-style IXFR */
+    *axfr = log_count(n, tag, " started");
+}
+
+/* Files named keeps for catalog member zones (zone files and journals) in n's directory. */
+static int catz_files(bd_named_t *n)
+{
+    DIR *d = opendir(bd_named_dir(n));
+    assert_non_null(d);
+    int c = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        c += strncmp(e->d_name, "__catz__", 8) == 0;
+    closedir(d);
+    return c;
+}
+
+/* A change bindy makes reaches the secondary by IXFR at every hop: bindy -> primary (bindy
+ * serves IXFR), primary -> secondary (the primary keeps a journal of its catalog's member
+ * zones), also after bindy lost its history (a restart: the primary gets the whole zone
+ * and computes the difference itself, ixfr-from-differences). Rendered with in-memory
+ * catalog members, the same run logs 0 IXFR and 4 AXFR-style IXFRs; with files but
+ * without ixfr-from-differences, 3 and 1. */
+static void test_rendered_chain_ixfr(void **state)
+{
+    bd_err_t err;
+    bind_server_key_t key;
+    char xfr_b64[128];
+    bind_server_t *hp = rc_hidden_primary(&key, xfr_b64, sizeof(xfr_b64));
+    size_t cap = 256 + RC_IXFR_BULK * 48;
+    char *zone = malloc(cap);
+    assert_non_null(zone);
+    int off = snprintf(zone, cap, "@ IN SOA ns1 hostmaster 1 3600 3600 86400 300\n@ IN NS ns1\n"
+                                  "ns1 IN A 192.0.2.53\nwww IN A 192.0.2.1\n");
+    for (unsigned i = 0; i < RC_IXFR_BULK; i++)
+        off += snprintf(zone + off, cap - (size_t)off, "bulk%u IN A 10.1.%u.%u\n", i, i / 256, i % 256);
+    apply_text(RC_IXFR_ZONE, NULL, zone);
+
+    bd_named_t *p = NULL, *s = NULL;
+    assert_int_equal(bd_named_new(&p, &err), 0);
+    assert_int_equal(bd_named_new(&s, &err), 0);
+    const char *pm[] = {RC_IXFR_ZONE, RC_IXFR_CAT_S}, *sm[] = {RC_IXFR_ZONE};
+    rc_catalog(hp, RC_IXFR_CAT_P, pm, 2, p);
+    rc_catalog(hp, RC_IXFR_CAT_S, sm, 1, p);
+    char t[64];
+    snprintf(t, sizeof(t), "127.0.0.1:%u", bd_named_port(p));
+    const char *targets[] = {t};
+    if (bind_server_set_notify_targets(hp, RC_IXFR_ZONE, targets, 1, &err) != 0)
+        fail_msg("notify targets: %s", err.msg);
+    res_t *prim = rc_instance("primary-ixfr", "primary"), *sec = rc_instance("secondary-ixfr", "secondary");
+    bind_endpoint_t hp_ep = {"127.0.0.1", bind_server_port(hp)};
+    bind_endpoint_t down[] = {{"127.0.0.1", bd_named_port(s)}};
+    bind_endpoint_t p_ep = {"127.0.0.1", bd_named_port(p)};
+    char *pconf = rc_conf(p, prim, RC_IXFR_CAT_P, &hp_ep, down, 1, xfr_b64);
+    char *sconf = rc_conf(s, sec, RC_IXFR_CAT_S, &p_ep, NULL, 0, xfr_b64);
+    rc_start(p, "primary", pconf);
+    if (rc_wait_name(p, "www." RC_IXFR_ZONE, "192.0.2.1", WAIT_S) < 0) {
+        print_log_tail(p);
+        fail_msg("the rendered primary never served " RC_IXFR_ZONE);
+    }
+    ASSERT_ANSWER(bd_named_port(p), "version." RC_IXFR_CAT_S, "TXT", "\"2\"");
+    rc_start(s, "secondary", sconf);
+    if (rc_wait_name(s, "www." RC_IXFR_ZONE, "192.0.2.1", WAIT_S) < 0) {
+        print_log_tail(s);
+        fail_msg("the rendered secondary never served " RC_IXFR_ZONE);
+    }
+
+    int ixfr0, axfr0, ixfr, axfr;
+    xfrout_counts(p, RC_IXFR_ZONE, &ixfr0, &axfr0);
+    char old[32] = "192.0.2.1", want[32];
+    const int changes = 3;
+    for (int i = 0; i <= changes; i++) {
+        bind_server_stats_t before, after;
+        bind_server_stats(hp, &before);
+        snprintf(want, sizeof(want), "192.0.2.%d", i + 2);
+        char rm[64], add[64];
+        snprintf(rm, sizeof(rm), "www IN A %s\n", old);
+        snprintf(add, sizeof(add), "www IN A %s\n", want);
+        if (i == changes) {
+            /* bindy restarted: the zone as it is, without the history that makes an IXFR */
+            uint32_t serial = 0;
+            assert_int_equal(bind_zonedb_serial(g_db, RC_IXFR_ZONE, &serial), 0);
+            assert_int_equal(bind_zonedb_remove(g_db, RC_IXFR_ZONE), 0);
+            char *w = strstr(zone, "www IN A 192.0.2.1\n");
+            assert_non_null(w);
+            memcpy(w, add, strlen(add)); /* same length: the last octet is one digit */
+            ldns_rr_list *rrs = NULL;
+            if (bind_zonedb_parse_rrs(zone, RC_IXFR_ZONE, 300, &rrs, &err) != 0)
+                fail_msg("zone: %s", err.msg);
+            assert_int_equal(bind_zonedb_apply(g_db, RC_IXFR_ZONE, NULL, rrs, serial + 1, &err), 0);
+            ldns_rr_list_deep_free(rrs);
+            assert_int_equal(bind_server_notify(hp, RC_IXFR_ZONE), 0);
+        } else {
+            apply_text(RC_IXFR_ZONE, rm, add);
+        }
+        if (rc_wait_name(p, "www." RC_IXFR_ZONE, want, WAIT_S) < 0 ||
+            rc_wait_name(s, "www." RC_IXFR_ZONE, want, WAIT_S) < 0) {
+            print_log_tail(p);
+            print_log_tail(s);
+            fail_msg("change %d did not reach the secondary", i);
+        }
+        bind_server_stats(hp, &after);
+        print_message("change %d: bindy served %s\n", i,
+                      after.ixfr > before.ixfr         ? "IXFR"
+                      : after.ixfr_axfr > before.ixfr_axfr ? "the whole zone for an IXFR"
+                                                           : "?");
+        snprintf(old, sizeof(old), "%s", want);
+    }
+    xfrout_counts(p, RC_IXFR_ZONE, &ixfr, &axfr);
+    print_message("primary -> secondary: %d IXFR, %d whole-zone transfers for %d changes\n", ixfr - ixfr0,
+                  axfr - axfr0, changes + 1);
+    if (ixfr - ixfr0 != changes + 1 || axfr != axfr0) {
+        print_log_tail(p);
+        fail_msg("the primary sent %d IXFRs and %d AXFRs for %d changes", ixfr - ixfr0, axfr - axfr0, changes + 1);
+    }
+
+    /* a restart while bindy refuses everything: the zone comes back from its file */
+    bind_server_set_serving(hp, false);
+    int rc = bd_named_restart(p, 30.0, &err);
+    if (rc != 0)
+        fail_msg("restart: %s (%s)", err.msg, bd_strerror(rc));
+    if (rc_wait_name(p, "www." RC_IXFR_ZONE, want, WAIT_S) < 0) {
+        print_log_tail(p);
+        fail_msg("the restarted primary did not serve " RC_IXFR_ZONE " from its file");
+    }
+    bind_server_set_serving(hp, true);
+
+    /* out of the catalogs: named removes the zone and its files, so a zone created again
+     * under that name starts from bindy's data, not from an old file */
+    assert_int_equal(catz_files(s), 2); /* its only member: the zone and its journal */
+    apply_text(RC_IXFR_CAT_P, "m0.zones IN PTR " RC_IXFR_ZONE ".\n", NULL);
+    apply_text(RC_IXFR_CAT_S, "m0.zones IN PTR " RC_IXFR_ZONE ".\n", NULL);
+    if (!wait_status(bd_named_port(p), RC_IXFR_ZONE, "SOA", "REFUSED") ||
+        !wait_status(bd_named_port(s), RC_IXFR_ZONE, "SOA", "REFUSED"))
+        fail_msg(RC_IXFR_ZONE " still served after it left the catalogs");
+    for (double end = ev_time() + WAIT_S; catz_files(s) != 0 && ev_time() < end;)
+        pump(0.1);
+    assert_int_equal(catz_files(s), 0);
+
+    free(zone);
+    free(pconf);
+    free(sconf);
+    res_free(prim);
+    res_free(sec);
+    bd_named_free(p);
+    bd_named_free(s);
+    const char *zs[] = {RC_IXFR_ZONE, RC_IXFR_CAT_P, RC_IXFR_CAT_S};
+    for (size_t i = 0; i < 3; i++)
+        bind_server_set_notify_targets(hp, zs[i], NULL, 0, &err);
+    bind_server_free(hp);
+    bind_server_key_wipe(&key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1269,6 +1586,8 @@ int main(void)
         cmocka_unit_test(test_udp_transfer_queries),
         cmocka_unit_test(test_caps_and_notify_retries),
         cmocka_unit_test(test_rendered_notify_chain),
+        cmocka_unit_test(test_rendered_rndc_at_pod_address),
+        cmocka_unit_test(test_rendered_chain_ixfr),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

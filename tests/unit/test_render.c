@@ -86,7 +86,7 @@ static void test_primary_and_secondary_pass_named_checkconf(void **state)
     bind_render_params_t prm = {
         .directory = "/tmp", .keys_file = "keys.conf", .listen_v4 = "127.0.0.1", .port = 5353,
         .control_addr = "127.0.0.1", .control_port = 9530, .catalog = "primary-dns.dns-system.catalog.bindy.invalid",
-        .upstream = up, .nupstream = 1, .notify = down, .nnotify = 2,
+        .upstream = up, .nupstream = 1, .notify = down, .nnotify = 2, .zone_files = true,
     };
     char *conf = NULL, *keys = NULL, out[4096];
     bd_err_t err;
@@ -103,6 +103,10 @@ static void test_primary_and_secondary_pass_named_checkconf(void **state)
     assert_non_null(strstr(conf, "also-notify { 127.0.0.2 port 5301 key \"bindy-xfr\"; 127.0.0.3 port 5302"));
     assert_non_null(strstr(conf, "zone \"primary-dns.dns-system.catalog.bindy.invalid\" default-primaries "
                                  "{ 127.0.0.1 port 5300 key \"bindy-xfr\"; }"));
+    /* zones in files, so that named has journals to answer IXFR from downstream with */
+    assert_non_null(strstr(conf, "} in-memory no min-update-interval 1;"));
+    assert_non_null(strstr(conf, "    ixfr-from-differences secondary;\n"));
+    assert_non_null(strstr(conf, "    file \"primary-dns.dns-system.catalog.bindy.invalid.db\";\n"));
 
     char *inlined = inline_keys(conf, keys);
     int rc = checkconf(inlined, out, sizeof(out));
@@ -121,7 +125,11 @@ static void test_primary_and_secondary_pass_named_checkconf(void **state)
     prm.notify = NULL;
     prm.nnotify = 0;
     prm.catalog = "secondary-dns.dns-system.catalog.bindy.invalid";
+    prm.zone_files = false;
     assert_int_equal(bind_render_named_conf(sec, NULL, &prm, &conf, &err), BD_OK);
+    assert_non_null(strstr(conf, "} in-memory yes min-update-interval 1;"));
+    assert_null(strstr(conf, "ixfr-from-differences"));
+    assert_null(strstr(conf, "    file \""));
     assert_non_null(strstr(conf, "recursion no;"));
     assert_non_null(strstr(conf, "allow-query { any; };"));
     assert_non_null(strstr(conf, "notify no;"));
@@ -133,6 +141,24 @@ static void test_primary_and_secondary_pass_named_checkconf(void **state)
         fail_msg("named-checkconf rejected the secondary's named.conf:\n%s\n%s", out, inlined);
     free(inlined);
     free(conf);
+
+    /* the cluster's control channel: every address of the pod, admitted by the key only */
+    prm.control_addr = "*";
+    prm.control_allow = "any";
+    prm.control_port = 953;
+    assert_int_equal(bind_render_named_conf(sec, NULL, &prm, &conf, &err), BD_OK);
+    assert_non_null(strstr(conf, "controls {\n    inet * port 953 allow { any; } keys { \"bindy-rndc\"; };\n"
+                                 "    inet :: port 953 allow { any; } keys { \"bindy-rndc\"; };\n};"));
+    inlined = inline_keys(conf, keys);
+    rc = checkconf(inlined, out, sizeof(out));
+    if (rc != 0)
+        fail_msg("named-checkconf rejected the cluster control channel:\n%s\n%s", out, inlined);
+    free(inlined);
+    free(conf);
+    /* "*" without saying who may connect would render `allow { *; }` */
+    prm.control_allow = NULL;
+    assert_int_equal(bind_render_named_conf(sec, NULL, &prm, &conf, &err), BD_EINVAL);
+    prm.control_addr = "127.0.0.1";
 
     /* missing parameters are refused with the instance named */
     prm.nupstream = 0;

@@ -355,6 +355,17 @@ static void test_affinity_and_spread_defaults_and_overrides(void **state)
     res_free(r);
 }
 
+/* Whether named keeps its zones in files (journals: IXFR to downstream servers). */
+static bool zone_files(const wl_objects_t *o)
+{
+    const char *conf = json_string_value(json_object_get(at(o->obj[WL_CONFIGMAP], "data"), "named.conf"));
+    assert_non_null(conf);
+    bool files = strstr(conf, "in-memory no") != NULL;
+    assert_true(files == (strstr(conf, "ixfr-from-differences") != NULL));
+    assert_true(files != (strstr(conf, "in-memory yes") != NULL));
+    return files;
+}
+
 static void test_storage(void **state)
 {
     (void)state;
@@ -362,6 +373,7 @@ static void test_storage(void **state)
     res_t *r = instance("dns", "", "replicas: 1");
     render_ok(r, NULL, &o);
     assert_json(at(o.obj[WL_DEPLOYMENT], "spec.template.spec.volumes[2]"), "{\"name\": \"data\", \"emptyDir\": {}}");
+    assert_true(zone_files(&o)); /* the pod's own volume */
     assert_null(o.obj[WL_STATEFULSET]);
     wl_objects_deinit(&o);
     res_free(r);
@@ -381,6 +393,8 @@ static void test_storage(void **state)
     assert_json(at(o.obj[WL_DEPLOYMENT], "spec.template.spec.volumes[2]"),
                 "{\"name\": \"data\", \"persistentVolumeClaim\": {\"claimName\": \"zones\"}}");
     assert_null(o.obj[WL_STATEFULSET]);
+    /* the old and the new pod of a rolling update would write the same files */
+    assert_false(zone_files(&o));
     wl_objects_deinit(&o);
     res_free(r);
     r = instance("dns", "", "replicas: 3, storage: {persistentVolumeClaim: {claimName: zones, accessModes: [ReadWriteMany]}}");
@@ -403,6 +417,7 @@ static void test_storage(void **state)
     assert_null(o.obj[WL_DEPLOYMENT]);
     assert_non_null(sts);
     assert_string_equal(str_at(sts, "kind"), "StatefulSet");
+    assert_true(zone_files(&o));
     assert_string_equal(str_at(sts, "apiVersion"), "apps/v1");
     assert_string_equal(str_at(sts, "metadata.name"), "dns");
     assert_true(wl_owned_by(sts, r->meta.uid));
@@ -520,7 +535,9 @@ static void test_pod_spec(void **state)
     assert_json(json_object_get(c, "resources"), "{\"limits\": {\"memory\": \"256Mi\"}, \"requests\": {\"cpu\": \"100m\"}}");
     assert_json(json_object_get(c, "ports"),
                 "[{\"name\": \"dns-udp\", \"containerPort\": 53, \"protocol\": \"UDP\"},"
-                " {\"name\": \"dns-tcp\", \"containerPort\": 53, \"protocol\": \"TCP\"}]");
+                " {\"name\": \"dns-tcp\", \"containerPort\": 53, \"protocol\": \"TCP\"},"
+                " {\"name\": \"rndc\", \"containerPort\": 953, \"protocol\": \"TCP\"}]");
+    /* the control channel is for bindy, pod by pod: named, but not on the Service */
     assert_json(at(o.obj[WL_SERVICE], "spec.ports"),
                 "[{\"name\": \"dns-udp\", \"port\": 53, \"protocol\": \"UDP\", \"targetPort\": \"dns-udp\"},"
                 " {\"name\": \"dns-tcp\", \"port\": 53, \"protocol\": \"TCP\", \"targetPort\": \"dns-tcp\"}]");
@@ -594,6 +611,9 @@ static void test_config_and_keys(void **state)
     assert_null(strstr(conf, XFR_B64));
     assert_null(strstr(conf, RNDC_B64));
     assert_null(strstr(conf, "$ORIGIN")); /* no zone data */
+    /* bindy's rndc reaches the pod at its address; the key is what admits it */
+    assert_non_null(strstr(conf, "controls {\n    inet * port 953 allow { any; } keys { \"bindy-rndc\"; };\n"
+                                 "    inet :: port 953 allow { any; } keys { \"bindy-rndc\"; };\n};"));
     /* the pod template changes with named.conf, so a new configuration rolls the pods */
     assert_non_null(at(o.obj[WL_DEPLOYMENT], "spec.template.metadata.annotations"));
 
