@@ -49,6 +49,23 @@ int jnl_source_parse(const char *s, jnl_source_t *out)
     return BD_EINVAL;
 }
 
+jnl_event_t jnl_event_of(jnl_source_t source, jnl_type_t type, json_t *obj)
+{
+    const json_t *meta = json_object_get(obj, "metadata");
+    return (jnl_event_t){
+        .source = source,
+        .type = type,
+        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
+        .kind = json_string_value(json_object_get(obj, "kind")),
+        .ns = json_string_value(json_object_get(meta, "namespace")),
+        .name = json_string_value(json_object_get(meta, "name")),
+        .uid = json_string_value(json_object_get(meta, "uid")),
+        .resource_version = json_string_value(json_object_get(meta, "resourceVersion")),
+        .generation = json_integer_value(json_object_get(meta, "generation")),
+        .object = obj,
+    };
+}
+
 int jnl_type_parse(const char *s, jnl_type_t *out)
 {
     for (unsigned i = 0; s != NULL && i < NTYPES; i++) {

@@ -101,6 +101,11 @@ typedef struct jnl_event {
     json_t *object; /* the whole object; required for ADDED and MODIFIED */
 } jnl_event_t;
 
+/* The event of type from source that carries obj: apiVersion, kind and metadata's
+ * namespace, name, uid, resourceVersion and generation are read from obj (borrowed: the
+ * strings point into obj, which must outlive ev); seq and time_ns are 0. */
+jnl_event_t jnl_event_of(jnl_source_t source, jnl_type_t type, json_t *obj);
+
 /* A decoded record: the event plus its chain hashes. Free with jnl_record_free. */
 typedef struct jnl_record {
     jnl_event_t ev; /* strings and object (one reference) owned by the record */

@@ -397,17 +397,8 @@ static int restore_obj(proj_t *t, const json_t *line, uint64_t *prev_first, json
     *prev_first = first;
     int rc;
     if (json_is_object(object)) {
-        const json_t *meta = json_object_get(object, "metadata");
-        jnl_event_t ev = {
-            .seq = first,
-            .source = JNL_SRC_RESTORE,
-            .type = JNL_ADDED,
-            .api_version = json_string_value(json_object_get(object, "apiVersion")),
-            .kind = json_string_value(json_object_get(object, "kind")),
-            .ns = json_string_value(json_object_get(meta, "namespace")),
-            .name = json_string_value(json_object_get(meta, "name")),
-            .object = (json_t *)object,
-        };
+        jnl_event_t ev = jnl_event_of(JNL_SRC_RESTORE, JNL_ADDED, (json_t *)object);
+        ev.seq = first;
         if ((rc = proj_apply(t, &ev, err)) != BD_OK)
             return rc;
     } else if (json_is_null(inv)) {

@@ -40,17 +40,8 @@ static double now_s(void)
 
 static void apply(proj_t *p, jnl_type_t type, json_t *obj)
 {
-    const json_t *meta = json_object_get(obj, "metadata");
-    jnl_event_t ev = {
-        .seq = ++g_seq,
-        .source = JNL_SRC_MANIFESTS,
-        .type = type,
-        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
-        .kind = json_string_value(json_object_get(obj, "kind")),
-        .ns = json_string_value(json_object_get(meta, "namespace")),
-        .name = json_string_value(json_object_get(meta, "name")),
-        .object = obj,
-    };
+    jnl_event_t ev = jnl_event_of(JNL_SRC_MANIFESTS, type, obj);
+    ev.seq = ++g_seq;
     bd_err_t err;
     if (proj_apply(p, &ev, &err) != BD_OK) {
         fprintf(stderr, "bench_projector: apply: %s\n", err.msg);
@@ -274,16 +265,7 @@ static void die(const char *what, const bd_err_t *err)
 
 static void journal_obj(jnl_t *j, json_t *obj)
 {
-    const json_t *meta = json_object_get(obj, "metadata");
-    jnl_event_t ev = {
-        .source = JNL_SRC_MANIFESTS,
-        .type = JNL_ADDED,
-        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
-        .kind = json_string_value(json_object_get(obj, "kind")),
-        .ns = json_string_value(json_object_get(meta, "namespace")),
-        .name = json_string_value(json_object_get(meta, "name")),
-        .object = obj,
-    };
+    jnl_event_t ev = jnl_event_of(JNL_SRC_MANIFESTS, JNL_ADDED, obj);
     bd_err_t err;
     int rc;
     /* a full queue asks to wait for the writer: flush, then retry (bounded) */

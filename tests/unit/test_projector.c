@@ -58,17 +58,8 @@ static uint64_t g_seq;
 
 static void apply(proj_t *p, jnl_type_t type, json_t *obj)
 {
-    const json_t *meta = json_object_get(obj, "metadata");
-    jnl_event_t ev = {
-        .seq = ++g_seq,
-        .source = JNL_SRC_MANIFESTS,
-        .type = type,
-        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
-        .kind = json_string_value(json_object_get(obj, "kind")),
-        .ns = json_string_value(json_object_get(meta, "namespace")),
-        .name = json_string_value(json_object_get(meta, "name")),
-        .object = obj,
-    };
+    jnl_event_t ev = jnl_event_of(JNL_SRC_MANIFESTS, type, obj);
+    ev.seq = ++g_seq;
     bd_err_t err;
     if (proj_apply(p, &ev, &err) != BD_OK)
         fail_msg("apply: %s", err.msg);
@@ -693,17 +684,8 @@ static size_t mixed_stream(sev_t *v)
 
 static void sev_apply(proj_t *p, const sev_t *v, uint64_t seq)
 {
-    const json_t *obj = v[seq - 1].obj, *meta = json_object_get(obj, "metadata");
-    jnl_event_t ev = {
-        .seq = seq,
-        .source = JNL_SRC_MANIFESTS,
-        .type = v[seq - 1].type,
-        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
-        .kind = json_string_value(json_object_get(obj, "kind")),
-        .ns = json_string_value(json_object_get(meta, "namespace")),
-        .name = json_string_value(json_object_get(meta, "name")),
-        .object = (json_t *)obj,
-    };
+    jnl_event_t ev = jnl_event_of(JNL_SRC_MANIFESTS, v[seq - 1].type, (json_t *)v[seq - 1].obj);
+    ev.seq = seq;
     bd_err_t err;
     if (proj_apply(p, &ev, &err) != BD_OK)
         fail_msg("apply seq %llu: %s", (unsigned long long)seq, err.msg);

@@ -177,20 +177,8 @@ static json_t *stored(fx_t *f, const char *kind, const char *name)
 /* What the applier does for one journaled event: observe, project, mark. */
 static void feed(fx_t *f, jnl_type_t type, json_t *obj)
 {
-    const json_t *md = json_object_get(obj, "metadata");
-    jnl_event_t ev = {
-        .seq = ++f->seq,
-        .source = JNL_SRC_KUBERNETES,
-        .type = type,
-        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
-        .kind = json_string_value(json_object_get(obj, "kind")),
-        .ns = json_string_value(json_object_get(md, "namespace")),
-        .name = json_string_value(json_object_get(md, "name")),
-        .uid = json_string_value(json_object_get(md, "uid")),
-        .resource_version = json_string_value(json_object_get(md, "resourceVersion")),
-        .generation = json_integer_value(json_object_get(md, "generation")),
-        .object = obj,
-    };
+    jnl_event_t ev = jnl_event_of(JNL_SRC_KUBERNETES, type, obj);
+    ev.seq = ++f->seq;
     assert_int_equal(kst_observe(f->k, &ev), BD_OK);
     bd_err_t err;
     if (proj_apply(f->p, &ev, &err) != BD_OK)

@@ -59,18 +59,8 @@ static const char *src_dir(void)
 
 static void feed(fx_t *x, jnl_type_t type, json_t *obj)
 {
-    const json_t *meta = json_object_get(obj, "metadata");
-    jnl_event_t ev = {
-        .seq = ++x->seq,
-        .source = JNL_SRC_MANIFESTS,
-        .type = type,
-        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
-        .kind = json_string_value(json_object_get(obj, "kind")),
-        .ns = json_string_value(json_object_get(meta, "namespace")),
-        .name = json_string_value(json_object_get(meta, "name")),
-        .uid = json_string_value(json_object_get(meta, "uid")),
-        .object = obj,
-    };
+    jnl_event_t ev = jnl_event_of(JNL_SRC_MANIFESTS, type, obj);
+    ev.seq = ++x->seq;
     bd_err_t err;
     if (proj_apply(x->p, &ev, &err) != BD_OK)
         fail_msg("proj_apply: %s", err.msg);
