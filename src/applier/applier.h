@@ -51,14 +51,18 @@ void app_free(app_t *a);
  * pruned journal is rebuilt from its own checkpoint (zone serials then restart from the
  * resources' spec and status serials; a warning says so). A new snapshot is written every
  * BINDY_PROJECTOR_CHECKPOINT_EVENTS applied events (default 10000, 0 = only at shutdown):
- * captured on the calling thread at the end of a catch-up (a copy of the projector's
- * bookkeeping), rendered and written by a thread of its own (journal reads, JSON, the
- * write and its fsync), so the caller never waits for the disk.
+ * captured on the calling thread at the end of the catch-up that reaches the count (a
+ * copy of the projector's bookkeeping: the snapshot is of that seq), rendered and written
+ * by a thread of its own (journal reads, JSON, the write and its fsync), so the caller
+ * never waits for the disk. The thread first waits until no catch-up has applied an event
+ * for 1 s (30 s at most after the capture), so that a burst's snapshot does not take CPU
+ * from named and the transfers that follow the burst; a shutdown does not wait.
  */
 
 /* Write a snapshot of the projector now (nothing happens when nothing was applied since
  * the last one). Call on the projector's thread. wait: block until it is on disk (clean
- * shutdown); else this returns after the capture and a thread does the rest. Failures are
+ * shutdown; no idle deferral, and a deferred write in flight is hurried); else this
+ * returns after the capture and a thread does the rest once the applier is idle. Failures are
  * logged as well. Returns BD_OK, BD_EBUSY (not waiting, a write in flight), or the
  * projector's or journal's error. */
 int app_checkpoint(app_t *a, bool wait, bd_err_t *err);

@@ -9,6 +9,14 @@
  * write transaction or its fsync. One write is in flight at a time; a catch-up that
  * finds one still running leaves the next snapshot to a later one.
  *
+ * Deferral: a snapshot falls due at the end of a burst (an import of 10,000 objects),
+ * exactly when the zone store's new versions are being transferred to named; rendering
+ * and writing it then takes CPU from named and from the transfers. So the thread waits
+ * until the applier has applied nothing for APP_CKPT_IDLE_S, or APP_CKPT_DEFER_MAX_S at
+ * most (a steady trickle of events must not put it off for ever), before it renders.
+ * The capture still happens when it falls due, so the snapshot holds the state at that
+ * seq; a shutdown (app__ckpt_write with wait, app__ckpt_free) cuts the wait short.
+ *
  * Loading: the newest snapshot is verified by the journal (bound to this journal's event
  * hash), restored, and the zone store is loaded from the restored projector; the replay
  * then starts after its seq. A snapshot that is refused, unreadable or older than the
@@ -42,6 +50,13 @@ struct app_ckpt {
     pthread_t th;
     bool th_started;
     atomic_bool busy;
+    /* deferral: the loop updates last_active (CLOCK_MONOTONIC ns) and sets hurry; the
+     * thread waits on cv under mu */
+    uint64_t seen_seq;
+    atomic_uint_fast64_t last_active_ns;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool hurry;
     proj_snap_t *snap;
     double t0; /* when the capture began */
     int wrc;
@@ -53,6 +68,13 @@ static double mono_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int every_from_env(uint64_t *out, bd_err_t *err)
@@ -94,23 +116,49 @@ int app__ckpt_new(jnl_t *j, proj_t *p, bind_zonedb_t *db, const app_hooks_t *hoo
     c->arg = arg;
     c->every = every;
     atomic_init(&c->busy, false);
+    atomic_init(&c->last_active_ns, mono_ns());
+    pthread_condattr_t ca;
+    bool ok = pthread_condattr_init(&ca) == 0;
+    if (ok) {
+        /* the deferral is measured on the monotonic clock, like last_active_ns */
+        ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&c->cv, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    if (!ok) {
+        free(c);
+        return bd_err_set(err, BD_ENOMEM, "applier: cannot create a condition variable");
+    }
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        pthread_cond_destroy(&c->cv);
+        free(c);
+        return bd_err_set(err, BD_ENOMEM, "applier: cannot create a mutex");
+    }
     *out = c;
     return BD_OK;
 }
 
-static void join_writer(app_ckpt_t *c)
+/* Wait for the thread; hurry: cut its deferral short (a shutdown). */
+static void join_writer(app_ckpt_t *c, bool hurry)
 {
-    if (c->th_started) {
-        pthread_join(c->th, NULL);
-        c->th_started = false;
+    if (!c->th_started)
+        return;
+    if (hurry) {
+        pthread_mutex_lock(&c->mu);
+        c->hurry = true;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
     }
+    pthread_join(c->th, NULL);
+    c->th_started = false;
 }
 
 void app__ckpt_free(app_ckpt_t *c)
 {
     if (c == NULL)
         return;
-    join_writer(c);
+    join_writer(c, true);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
@@ -179,6 +227,25 @@ static json_t *fetch(void *arg, uint64_t seq, bd_err_t *err)
     return NULL;
 }
 
+/* Wait until the applier has been idle APP_CKPT_IDLE_S, APP_CKPT_DEFER_MAX_S have passed
+ * since the capture, or a shutdown hurries us. */
+static void wait_idle(app_ckpt_t *c)
+{
+    const uint64_t idle = (uint64_t)(APP_CKPT_IDLE_S * 1e9), max = (uint64_t)(APP_CKPT_DEFER_MAX_S * 1e9);
+    uint64_t limit = mono_ns() + max;
+    pthread_mutex_lock(&c->mu);
+    while (!c->hurry) {
+        uint64_t now = mono_ns(), until = atomic_load(&c->last_active_ns) + idle;
+        if (until > limit)
+            until = limit;
+        if (now >= until)
+            break;
+        struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u), .tv_nsec = (long)(until % 1000000000u)};
+        pthread_cond_timedwait(&c->cv, &c->mu, &ts); /* woken early: re-check */
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void *writer_main(void *arg)
 {
     app_ckpt_t *c = arg;
@@ -186,14 +253,18 @@ static void *writer_main(void *arg)
     char *buf = NULL;
     size_t len = 0;
     uint64_t seq = proj_snap_seq(c->snap);
+    double t0 = mono_s();
+    wait_idle(c);
+    double waited = mono_s() - t0;
     c->wrc = proj_snapshot_render(c->snap, fetch, &f, &buf, &len, &c->werr);
     jnl_state_free(f.st);
     free(f.by_seq);
     if (c->wrc == BD_OK)
         c->wrc = jnl_snapshot_put(c->j, JNL_SNAPSHOT_PROJECTOR, seq, buf, len, &c->werr);
     if (c->wrc == BD_OK)
-        bd_info("projector checkpoint at seq %llu written (%zu bytes, %.0f ms)", (unsigned long long)seq, len,
-                (mono_s() - c->t0) * 1e3);
+        bd_info("projector checkpoint at seq %llu written (%zu bytes, %.0f ms after %.1f s waiting for the applier to "
+                "be idle)",
+                (unsigned long long)seq, len, (mono_s() - c->t0 - waited) * 1e3, waited);
     else
         bd_warn("projector checkpoint at seq %llu not written: %s", (unsigned long long)seq, c->werr.msg);
     free(buf);
@@ -208,7 +279,7 @@ int app__ckpt_write(app_ckpt_t *c, bool wait, bd_err_t *err)
     bd_err_t e;
     bd_err_clear(&e);
     if (c->th_started && (wait || !atomic_load(&c->busy)))
-        join_writer(c); /* wait: shutting down; else: the thread has finished already */
+        join_writer(c, wait); /* wait: shutting down; else: the thread has finished already */
     if (c->th_started)
         return bd_err_set(err, BD_EBUSY, "projector checkpoint: a write is in flight");
     uint64_t seq = proj_seq(c->p);
@@ -228,6 +299,7 @@ int app__ckpt_write(app_ckpt_t *c, bool wait, bd_err_t *err)
     bd_debug("projector checkpoint at seq %llu captured in %.0f ms", (unsigned long long)seq, (mono_s() - t0) * 1e3);
     c->snap = snap;
     c->t0 = t0;
+    c->hurry = wait; /* no thread runs: no lock needed */
     atomic_store(&c->busy, true);
     if (pthread_create(&c->th, NULL, writer_main, c) != 0) {
         atomic_store(&c->busy, false);
@@ -239,7 +311,7 @@ int app__ckpt_write(app_ckpt_t *c, bool wait, bd_err_t *err)
     c->th_started = true;
     if (!wait)
         return BD_OK;
-    join_writer(c);
+    join_writer(c, true);
     if (c->wrc != BD_OK && err)
         *err = c->werr;
     return c->wrc;
@@ -247,6 +319,11 @@ int app__ckpt_write(app_ckpt_t *c, bool wait, bd_err_t *err)
 
 void app__ckpt_applied(app_ckpt_t *c)
 {
+    uint64_t seq = proj_seq(c->p);
+    if (seq != c->seen_seq) { /* events applied: a deferred write waits longer */
+        c->seen_seq = seq;
+        atomic_store(&c->last_active_ns, mono_ns());
+    }
     if (c->every > 0 && proj_seq(c->p) - c->base_seq >= c->every)
         app__ckpt_write(c, false, NULL); /* logged; a write in flight defers it */
 }

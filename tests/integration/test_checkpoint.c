@@ -12,6 +12,9 @@
  *    ignored: the restart replays everything and ends in the same state;
  *  - a pruned journal (its events up to a checkpoint are gone, its snapshot older than
  *    that) starts from the journal's checkpoint and replays the rest;
+ *  - a due checkpoint is captured when it falls due but written only once the applier
+ *    has been idle for a second: not while events keep coming, then at the seq of the
+ *    capture; a shutdown (app_checkpoint with wait) cuts the wait short;
  *  - a bad BINDY_PROJECTOR_CHECKPOINT_EVENTS is refused, naming the variable.
  * Every wait is bounded.
  */
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -36,6 +40,10 @@
 #include "named_harness.h"
 #include "server.h"
 #include "zonedb.h"
+
+/* the deferral of a due checkpoint: at least this long after the last applied event
+ * (APP_CKPT_IDLE_S is 1 s; a little less for timer granularity) */
+#define APP_IDLE_MIN_S 0.9
 
 static char g_tmp[512];
 static json_t *g_examples; /* objects of deploy/examples, file order */
@@ -520,6 +528,69 @@ static void test_pruned_journal(void **state)
     free(want);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static void test_write_waits_for_idle(void **state)
+{
+    setenv("BINDY_PROJECTOR_CHECKPOINT_EVENTS", "10", 1);
+    node_t a;
+    bd_err_t err;
+    uint64_t sseq = 0;
+    size_t slen = 0;
+    node_start(&a, "idle");
+    append_stream(a.j);
+    uint64_t due = jnl_committed_seq(a.j);
+    assert_int_equal(node_catch_up(&a), due); /* over 10 events: captured at `due` */
+    /* a burst goes on for 1.6 s (an event every 0.2 s): nothing is written meanwhile */
+    double t0 = now_s();
+    for (int i = 0; i < 8; i++) {
+        sleep_s(0.2);
+        char addr[32];
+        snprintf(addr, sizeof(addr), "192.0.2.%d", 100 + i);
+        append(a.j, JNL_MODIFIED, www(addr));
+        assert_int_equal(node_catch_up(&a), 1);
+        assert_int_equal(jnl_snapshot_stat(a.j, JNL_SNAPSHOT_PROJECTOR, &sseq, &slen, &err), BD_ENOTFOUND);
+    }
+    double burst_end = now_s();
+    assert_true(burst_end - t0 >= 1.5);
+    /* idle now: written about a second after the last catch-up that applied an event */
+    int rc = BD_ENOTFOUND;
+    while (rc == BD_ENOTFOUND && now_s() < burst_end + 10.0) {
+        sleep_s(0.05);
+        rc = jnl_snapshot_stat(a.j, JNL_SNAPSHOT_PROJECTOR, &sseq, &slen, &err);
+    }
+    double written = now_s() - burst_end;
+    print_message("checkpoint written %.2f s after the burst\n", written);
+    assert_int_equal(rc, BD_OK);
+    assert_int_equal(sseq, due); /* the state it was captured at */
+    assert_true(written >= APP_IDLE_MIN_S);
+
+    /* 8 more events than the capture: under 10, nothing new falls due; a shutdown writes
+     * the last seq at once (no idle wait) */
+    append(a.j, JNL_MODIFIED, www("192.0.2.200"));
+    assert_int_equal(node_catch_up(&a), 1);
+    append(a.j, JNL_MODIFIED, www("192.0.2.201"));
+    assert_int_equal(node_catch_up(&a), 1);
+    double t1 = now_s();
+    assert_int_equal(app_checkpoint(a.a, true, &err), BD_OK);
+    assert_true(now_s() - t1 < 0.9);
+    assert_int_equal(jnl_snapshot_stat(a.j, JNL_SNAPSHOT_PROJECTOR, &sseq, &slen, &err), BD_OK);
+    assert_int_equal(sseq, jnl_committed_seq(a.j));
+    node_stop(&a);
+    unsetenv("BINDY_PROJECTOR_CHECKPOINT_EVENTS");
+}
+
 static void test_bad_setting(void **state)
 {
     node_t n = {0};
@@ -549,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_restart_from_checkpoint),
         cmocka_unit_test(test_refused_snapshot_replays),
         cmocka_unit_test(test_pruned_journal),
+        cmocka_unit_test(test_write_waits_for_idle),
         cmocka_unit_test(test_bad_setting),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
