@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "jnl_int.h"
+#include "clock.h"
 
 /* ---- names ---------------------------------------------------------------------------- */
 
@@ -91,13 +92,6 @@ uint64_t jnl__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t jnl__mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 

@@ -266,7 +266,6 @@ void jnl__writer_unfull(jnl_t *j);
 
 /* Clock. */
 uint64_t jnl__now_ns(void);
-uint64_t jnl__mono_ns(void);
 
 /* Latest checkpoint in txn: seq (0: none), time, anchor (NULL-able). LMDB code. */
 int jnl__ckpt_latest(jnl_t *j, MDB_txn *txn, uint64_t *seq, uint64_t *time,

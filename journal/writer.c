@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "jnl_int.h"
+#include "clock.h"
 #include "log.h"
 
 struct jnl__op {
@@ -161,7 +162,7 @@ static uint64_t op_bytes(const jnl__op_t *op)
 static void enqueue(jnl_t *j, jnl__op_t *op)
 {
     op->ticket = ++j->enq_ticket;
-    op->enq_mono = jnl__mono_ns();
+    op->enq_mono = bd_mono_ns();
     if (j->utail != NULL)
         j->utail->next = op;
     else
@@ -550,7 +551,7 @@ static void *sealer_main(void *arg)
          * rest of it anyway), unless someone flushes. */
         uint64_t deadline = j->uhead->enq_mono + (uint64_t)j->opts.batch_ms * 500000u;
         while (j->ucount < SEAL_CHUNK && !j->stop && j->flushers == 0 && j->seal_wanted == 0) {
-            uint64_t now = jnl__mono_ns();
+            uint64_t now = bd_mono_ns();
             if (now >= deadline)
                 break;
             struct timespec ts = {(time_t)(deadline / 1000000000u),
@@ -657,7 +658,7 @@ static void *writer_main(void *arg)
         uint64_t deadline = j->qhead->enq_mono + (uint64_t)j->opts.batch_ms * 1000000u;
         while (j->qcount < j->opts.batch_max &&
                !((j->flushers > 0 || j->stop) && !sealing(j))) {
-            uint64_t now = jnl__mono_ns();
+            uint64_t now = bd_mono_ns();
             if (now >= deadline)
                 break;
             struct timespec ts = {(time_t)(deadline / 1000000000u),

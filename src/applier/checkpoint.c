@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "app_ckpt.h"
+#include "clock.h"
 #include "log.h"
 #include "sort.h"
 
@@ -62,20 +63,6 @@ struct app_ckpt {
     int wrc;
     bd_err_t werr;
 };
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static int every_from_env(uint64_t *out, bd_err_t *err)
 {
@@ -116,7 +103,7 @@ int app__ckpt_new(jnl_t *j, proj_t *p, bind_zonedb_t *db, const app_hooks_t *hoo
     c->arg = arg;
     c->every = every;
     atomic_init(&c->busy, false);
-    atomic_init(&c->last_active_ns, mono_ns());
+    atomic_init(&c->last_active_ns, bd_mono_ns());
     pthread_condattr_t ca;
     bool ok = pthread_condattr_init(&ca) == 0;
     if (ok) {
@@ -232,10 +219,10 @@ static json_t *fetch(void *arg, uint64_t seq, bd_err_t *err)
 static void wait_idle(app_ckpt_t *c)
 {
     const uint64_t idle = (uint64_t)(APP_CKPT_IDLE_S * 1e9), max = (uint64_t)(APP_CKPT_DEFER_MAX_S * 1e9);
-    uint64_t limit = mono_ns() + max;
+    uint64_t limit = bd_mono_ns() + max;
     pthread_mutex_lock(&c->mu);
     while (!c->hurry) {
-        uint64_t now = mono_ns(), until = atomic_load(&c->last_active_ns) + idle;
+        uint64_t now = bd_mono_ns(), until = atomic_load(&c->last_active_ns) + idle;
         if (until > limit)
             until = limit;
         if (now >= until)
@@ -253,9 +240,9 @@ static void *writer_main(void *arg)
     char *buf = NULL;
     size_t len = 0;
     uint64_t seq = proj_snap_seq(c->snap);
-    double t0 = mono_s();
+    double t0 = bd_mono_s();
     wait_idle(c);
-    double waited = mono_s() - t0;
+    double waited = bd_mono_s() - t0;
     c->wrc = proj_snapshot_render(c->snap, fetch, &f, &buf, &len, &c->werr);
     jnl_state_free(f.st);
     free(f.by_seq);
@@ -264,7 +251,7 @@ static void *writer_main(void *arg)
     if (c->wrc == BD_OK)
         bd_info("projector checkpoint at seq %llu written (%zu bytes, %.0f ms after %.1f s waiting for the applier to "
                 "be idle)",
-                (unsigned long long)seq, len, (mono_s() - c->t0 - waited) * 1e3, waited);
+                (unsigned long long)seq, len, (bd_mono_s() - c->t0 - waited) * 1e3, waited);
     else
         bd_warn("projector checkpoint at seq %llu not written: %s", (unsigned long long)seq, c->werr.msg);
     free(buf);
@@ -285,7 +272,7 @@ int app__ckpt_write(app_ckpt_t *c, bool wait, bd_err_t *err)
     uint64_t seq = proj_seq(c->p);
     if (seq == 0 || seq == c->base_seq)
         return BD_OK; /* nothing new since the last one */
-    double t0 = mono_s();
+    double t0 = bd_mono_s();
     proj_snap_t *snap = NULL;
     int rc = proj_snapshot_capture(c->p, &snap, &e);
     /* the next attempt after N more events, not at every catch-up, even if this one fails */
@@ -296,7 +283,7 @@ int app__ckpt_write(app_ckpt_t *c, bool wait, bd_err_t *err)
             *err = e;
         return rc;
     }
-    bd_debug("projector checkpoint at seq %llu captured in %.0f ms", (unsigned long long)seq, (mono_s() - t0) * 1e3);
+    bd_debug("projector checkpoint at seq %llu captured in %.0f ms", (unsigned long long)seq, (bd_mono_s() - t0) * 1e3);
     c->snap = snap;
     c->t0 = t0;
     c->hurry = wait; /* no thread runs: no lock needed */
@@ -322,7 +309,7 @@ void app__ckpt_applied(app_ckpt_t *c)
     uint64_t seq = proj_seq(c->p);
     if (seq != c->seen_seq) { /* events applied: a deferred write waits longer */
         c->seen_seq = seq;
-        atomic_store(&c->last_active_ns, mono_ns());
+        atomic_store(&c->last_active_ns, bd_mono_ns());
     }
     if (c->every > 0 && proj_seq(c->p) - c->base_seq >= c->every)
         app__ckpt_write(c, false, NULL); /* logged; a write in flight defers it */
@@ -356,7 +343,7 @@ static int from_snapshot(app_ckpt_t *c, uint64_t ck, uint64_t last, bd_err_t *er
     uint64_t s = 0;
     jnl_state_t *st = NULL;
     bd_err_t e;
-    double t0 = mono_s();
+    double t0 = bd_mono_s();
     int rc = jnl_snapshot_get(c->j, JNL_SNAPSHOT_PROJECTOR, &s, &buf, &len, &e);
     if (rc == BD_ENOTFOUND)
         return rc;
@@ -384,13 +371,13 @@ static int from_snapshot(app_ckpt_t *c, uint64_t ck, uint64_t last, bd_err_t *er
         return BD_ENOTFOUND;
     }
     c->base_seq = s;
-    double t1 = mono_s();
+    double t1 = bd_mono_s();
     if ((rc = hand_over(c, st, err)) != BD_OK)
         return rc;
     bd_info("projector restored from checkpoint at seq %llu; replaying %llu events", (unsigned long long)s,
             (unsigned long long)(last - s));
     bd_debug("projector checkpoint: read and restored in %.0f ms, zone store loaded in %.0f ms", (t1 - t0) * 1e3,
-             (mono_s() - t1) * 1e3);
+             (bd_mono_s() - t1) * 1e3);
     return BD_OK;
 }
 

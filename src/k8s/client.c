@@ -16,6 +16,7 @@
  * release of the client's memory until the loop callback that is running unwinds (depth).
  */
 #include "client.h"
+#include "clock.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -33,13 +34,6 @@ typedef struct backoff {
     unsigned failures;
     double not_before; /* monotonic */
 } backoff_t;
-
-double k8s__mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static const char *method_name(k8s_method_t m)
 {
@@ -157,7 +151,7 @@ static void backoff_update(k8s_client_t *c, const char *key, bool failed)
     double d = K8S__BACKOFF_MIN * ldexp(1.0, (int)b->failures - 1);
     if (d > K8S__BACKOFF_MAX)
         d = K8S__BACKOFF_MAX;
-    b->not_before = k8s__mono_now() + d;
+    b->not_before = bd_mono_s() + d;
 }
 
 /* ---- libev <-> libcurl ------------------------------------------------------------------ */
@@ -616,7 +610,7 @@ fail:
 static void arm_wait(k8s_call_t *k, k8s__state_t st, double delay)
 {
     k->state = st;
-    k->start_at = k8s__mono_now() + delay;
+    k->start_at = bd_mono_s() + delay;
     ev_timer_stop(k->c->loop, &k->timer);
     ev_timer_set(&k->timer, delay, 0.);
     ev_timer_start(k->c->loop, &k->timer);
@@ -626,7 +620,7 @@ static void arm_wait(k8s_call_t *k, k8s__state_t st, double delay)
 static int phase_rate(k8s_call_t *k)
 {
     k8s_client_t *c = k->c;
-    double wait = bucket_reserve(c, k8s__mono_now());
+    double wait = bucket_reserve(c, bd_mono_s());
     if (wait > 0) {
         c->st.rate_waits++;
         c->st.rate_wait_s += wait;
@@ -641,7 +635,7 @@ static int phase_begin(k8s_call_t *k)
 {
     if (k->key != NULL) {
         const backoff_t *b = bd_hmap_get(k->c->backoff, k->key);
-        double now = k8s__mono_now();
+        double now = bd_mono_s();
         if (b != NULL && b->not_before > now) {
             arm_wait(k, K8S__WAIT_BACKOFF, b->not_before - now);
             return BD_OK;
@@ -684,9 +678,9 @@ static void call_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (k->state == K8S__ACTIVE) {
         if (k->kind == K8S__WATCH)
             watch_check_silence(k);
-    } else if (k->start_at - k8s__mono_now() > 0.0005) {
+    } else if (k->start_at - bd_mono_s() > 0.0005) {
         /* the loop's clock ran behind the monotonic one: wait the rest */
-        ev_timer_set(&k->timer, k->start_at - k8s__mono_now(), 0.);
+        ev_timer_set(&k->timer, k->start_at - bd_mono_s(), 0.);
         ev_timer_start(loop, &k->timer);
     } else {
         int rc = k->state == K8S__WAIT_RATE ? attempt_start(k) : phase_rate(k);

@@ -156,7 +156,6 @@ void k8s__call_unhold(k8s_call_t *k);
 /* Hand r to the call's callback (at most once: nothing when finished), then finish it. */
 void k8s__call_deliver(k8s_call_t *k, const k8s_resp_t *r);
 /* Shared by client.c and client_setup.c. */
-double k8s__mono_now(void);
 void k8s__wipe_free(char *s);
 /* Re-read the token file when it changed (stat at most once a second unless force). */
 void k8s__token_refresh(k8s_client_t *c, bool force);

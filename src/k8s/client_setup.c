@@ -4,6 +4,7 @@
  * The transport is in client.c.
  */
 #include "client.h"
+#include "clock.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -104,7 +105,7 @@ void k8s__token_refresh(k8s_client_t *c, bool force)
 {
     if (c->token_file == NULL)
         return;
-    double now = k8s__mono_now();
+    double now = bd_mono_s();
     if (!force && now - c->token_checked < K8S__TOKEN_CHECK_S)
         return;
     c->token_checked = now;
@@ -323,7 +324,7 @@ int k8s_client_new(struct ev_loop *loop, const k8s_config_t *cfg, const k8s_clie
     c->connect_timeout_ms = opts->connect_timeout_ms;
     c->max_retries = opts->max_retries;
     c->tokens = c->burst;
-    c->bucket_t = k8s__mono_now();
+    c->bucket_t = bd_mono_s();
     c->insecure = cfg->insecure;
     bool fail = false;
     c->ca_pem = dup_or_null(cfg->ca_pem, &fail);

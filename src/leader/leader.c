@@ -1,4 +1,5 @@
 #include "leader.h"
+#include "clock.h"
 
 #include <ev.h>
 #include <jansson.h>
@@ -301,13 +302,6 @@ struct le {
     le_stats_t st;
 };
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* RFC 3339 MicroTime, UTC: 2025-11-30T12:34:56.123456Z */
 static void micro_time(char *buf, size_t n)
 {
@@ -439,7 +433,7 @@ static bool observe(le_t *le, const json_t *obj, bool from_watch, uint64_t rv)
         rec_parse(obj, &r);
         if (!le->obs_known || !le->obs_present || !rec_equal(&r, &le->obs)) {
             le->obs = r;
-            le->obs_time = mono_now();
+            le->obs_time = bd_mono_s();
         }
         le->obs_present = true;
         le->other_until = r.holder[0] && !str_eq(r.holder, le->cfg.identity)
@@ -449,7 +443,7 @@ static bool observe(le_t *le, const json_t *obj, bool from_watch, uint64_t rv)
         set_obj(le, obj);
     } else {
         if (!le->obs_known || le->obs_present)
-            le->obs_time = mono_now();
+            le->obs_time = bd_mono_s();
         le->obs_present = false;
         memset(&le->obs, 0, sizeof(le->obs));
         set_obj(le, NULL);
@@ -479,7 +473,7 @@ static void start_leading(le_t *le)
     le->st.is_leader = true;
     le->fail_streak = 0;
     ev_timer_stop(le->loop, &le->expiry);
-    timer_in(le, &le->deadline, le->last_renew + dur_s(le->cfg.renew_deadline_ms) - mono_now());
+    timer_in(le, &le->deadline, le->last_renew + dur_s(le->cfg.renew_deadline_ms) - bd_mono_s());
     bd_info("Lease acquired, this instance is now the leader");
     bd_debug("%s/%s Lease: %s leads (leaseTransitions %lld)", le->cfg.lease_namespace,
              le->cfg.lease_name, le->cfg.identity, le->granted);
@@ -585,7 +579,7 @@ static int set_record(const le_t *le, json_t *obj, const char *holder, long long
 /* With what we know (le->obj or a known absence), write if the lease is ours to take. */
 static void decide(le_t *le)
 {
-    double now = mono_now();
+    double now = bd_mono_s();
     char ts[40];
     json_t *body = NULL;
     int rc;
@@ -700,7 +694,7 @@ static void on_get(void *arg, const k8s_resp_t *r)
 static void on_write(void *arg, const k8s_resp_t *r)
 {
     le_t *le = arg;
-    double now = mono_now();
+    double now = bd_mono_s();
     le->call = NULL;
     if (r->code != BD_OK) {
         /* 409: someone wrote first (stale resourceVersion, or it was created meanwhile) */
@@ -757,7 +751,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     le_t *le = w->data;
     if (le->state != LE_LEADER)
         return;
-    double left = le->last_renew + dur_s(le->cfg.renew_deadline_ms) - mono_now();
+    double left = le->last_renew + dur_s(le->cfg.renew_deadline_ms) - bd_mono_s();
     if (left > 0) {
         timer_in(le, &le->deadline, left);
         return;
@@ -772,7 +766,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
  * runs out. */
 static void arm_expiry(le_t *le)
 {
-    double until = 0, now = mono_now();
+    double until = 0, now = bd_mono_s();
     if (le->state == LE_STANDBY) {
         if (!le->obs_present)
             until = le->other_until;
@@ -826,7 +820,7 @@ static void on_watch_end(void *arg, const k8s_resp_t *r)
     le->watch = NULL;
     if (le->state != LE_STANDBY && le->state != LE_LEADER)
         return;
-    if (r->code == BD_OK && mono_now() - le->watch_since >= 1.0) {
+    if (r->code == BD_OK && bd_mono_s() - le->watch_since >= 1.0) {
         watch_start(le);
         return;
     }
@@ -844,7 +838,7 @@ static void on_watch_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void watch_start(le_t *le)
 {
-    le->watch_since = mono_now();
+    le->watch_since = bd_mono_s();
     /* Without a resourceVersion the server first sends the Lease as it is (ADDED), so a
      * reconnect needs no separate read. */
     if (k8s_watch(le->client, le->coll_path, le->watch_query, on_watch_event, on_watch_end, le,
@@ -1128,7 +1122,7 @@ bool le_fence_ok(const le_t *le)
     if (!le->cfg.enabled)
         return true;
     return obs_is_ours(le) && le->obs.transitions == le->granted &&
-           mono_now() < le->last_renew + dur_s(le->cfg.renew_deadline_ms);
+           bd_mono_s() < le->last_renew + dur_s(le->cfg.renew_deadline_ms);
 }
 
 bool le_is_leader(const le_t *le) { return le && le->state == LE_LEADER; }

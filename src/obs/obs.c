@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "clock.h"
 #include "obs.h"
 
 #define OBS_DEFAULT_ADDR "0.0.0.0:8080"
@@ -181,13 +182,6 @@ bad:
                       addr);
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 int obs_new(const obs_opts_t *opts, obs_t **out, bd_err_t *err)
 {
     *out = NULL;
@@ -206,7 +200,7 @@ int obs_new(const obs_opts_t *opts, obs_t **out, bd_err_t *err)
     }
     o->staleness_ns =
         (uint64_t)(opts->staleness_ms ? opts->staleness_ms : OBS_DEFAULT_STALENESS_MS) * 1000000u;
-    atomic_init(&o->heartbeat_ns, now_ns());
+    atomic_init(&o->heartbeat_ns, bd_mono_ns());
     int rc = parse_addr(o, opts->addr ? opts->addr : OBS_DEFAULT_ADDR, err);
     if (rc != BD_OK)
         goto fail;
@@ -242,7 +236,7 @@ unsigned short obs_port(const obs_t *o)
 void obs_heartbeat(obs_t *o)
 {
     if (o)
-        atomic_store_explicit(&o->heartbeat_ns, now_ns(), memory_order_relaxed);
+        atomic_store_explicit(&o->heartbeat_ns, bd_mono_ns(), memory_order_relaxed);
 }
 
 int obs_ready_set(obs_t *o, const char *name, bool ok, const char *reason)
@@ -306,7 +300,7 @@ reply_text(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
 static enum MHD_Result serve_healthz(obs_t *o, struct MHD_Connection *c)
 {
     uint64_t last = atomic_load_explicit(&o->heartbeat_ns, memory_order_relaxed);
-    uint64_t now = now_ns();
+    uint64_t now = bd_mono_ns();
     uint64_t age = now > last ? now - last : 0;
     if (age <= o->staleness_ns)
         return reply_text(c, MHD_HTTP_OK, "ok");
