@@ -19,18 +19,12 @@
 #include <unistd.h>
 
 #include "as_internal.h"
+#include "clock.h"
 #include "log.h"
 
 #define AS_LOG_MAX 200000
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double wall_now(void)
 {
@@ -833,7 +827,7 @@ static ssize_t watch_read(void *cls, uint64_t pos, char *out, size_t max)
             }
             if (w->len > 0)
                 break;
-            double now = mono_now();
+            double now = bd_mono_s();
             if (now >= w->deadline) {
                 w->finish = true;
                 break;
@@ -923,7 +917,7 @@ static watch_t *watch_start(as_server_t *s, struct MHD_Connection *c, const as_r
     double timeout = s->opts.max_watch_s;
     if (ts && atof(ts) > 0)
         timeout = atof(ts);
-    double now = mono_now();
+    double now = bd_mono_s();
     w->deadline = now + timeout;
     w->bookmark_s = s->opts.bookmark_ms / 1000.0;
     w->next_bookmark = now + w->bookmark_s;

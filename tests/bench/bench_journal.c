@@ -30,19 +30,13 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "clock.h"
 #include "log.h"
 
 #define APIV "bindy.firestoned.io/v1beta1"
 #define BATCH 1024
 
 static char g_tmp[512];
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -116,7 +110,7 @@ static jnl_t *open_journal(const char *name, jnl_sync_t sync, bd_err_t *err)
 static double bench_append(jnl_t *j, json_t **objs, int nobjs, int n, int nnames, double *enqueue)
 {
     bd_err_t err;
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     for (int i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof(name), "rec-%05d", i % nnames);
@@ -140,12 +134,12 @@ static double bench_append(jnl_t *j, json_t **objs, int nobjs, int n, int nnames
         if (rc != 0)
             die("append", &err);
     }
-    double t1 = now_s();
+    double t1 = bd_mono_s();
     if (jnl_flush(j, &err) != 0)
         die("flush", &err);
     if (enqueue != NULL)
         *enqueue = n / (t1 - t0);
-    return n / (now_s() - t0);
+    return n / (bd_mono_s() - t0);
 }
 
 /* Plain LMDB: the same records (encoded beforehand, or now when objs is not NULL), same
@@ -170,7 +164,7 @@ static double bench_raw(jnl_sync_t sync, uint8_t **recs, size_t *lens, int nrecs
     mdb_txn_begin(env, NULL, 0, &txn);
     mdb_dbi_open(txn, "events", MDB_CREATE, &dbi);
     mdb_txn_commit(txn);
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     for (int i = 0; i < n;) {
         if (mdb_txn_begin(env, NULL, 0, &txn) != 0)
             die("raw txn", NULL);
@@ -202,7 +196,7 @@ static double bench_raw(jnl_sync_t sync, uint8_t **recs, size_t *lens, int nrecs
         if (mdb_txn_commit(txn) != 0)
             die("raw commit", NULL);
     }
-    double rate = n / (now_s() - t0);
+    double rate = n / (bd_mono_s() - t0);
     mdb_env_close(env);
     rm_rf(path);
     return rate;
@@ -239,7 +233,7 @@ int main(int argc, char **argv)
     printf("BENCH journal_record_size %zu bytes\n", lens[0]);
     {
         int n = quick ? 20000 : 100000;
-        double t0 = now_s();
+        double t0 = bd_mono_s();
         for (int i = 0; i < n; i++) {
             uint8_t *b = NULL;
             size_t l = 0;
@@ -249,7 +243,7 @@ int main(int argc, char **argv)
                 die("encode", &err);
             free(b);
         }
-        printf("BENCH journal_encode_1k %.0f events/s\n", n / (now_s() - t0));
+        printf("BENCH journal_encode_1k %.0f events/s\n", n / (bd_mono_s() - t0));
     }
     printf("BENCH journal_batch_size %d events\n", BATCH);
 
@@ -300,10 +294,10 @@ int main(int argc, char **argv)
     double best = 1e9;
     for (int rep = 0; rep < 3; rep++) {
         jnl_verify_report_t vr;
-        double t0 = now_s();
+        double t0 = bd_mono_s();
         if (jnl_verify(j, &vr, &err) != 0)
             die("verify", &err);
-        double dt = now_s() - t0;
+        double dt = bd_mono_s() - t0;
         if (dt < best)
             best = dt;
     }
@@ -314,10 +308,10 @@ int main(int argc, char **argv)
     size_t count = 0;
     for (int rep = 0; rep < 3; rep++) {
         jnl_state_t *st = NULL;
-        double t0 = now_s();
+        double t0 = bd_mono_s();
         if (jnl_state_at(j, (uint64_t)n - 10, &st, &err) != 0)
             die("state", &err);
-        double dt = now_s() - t0;
+        double dt = bd_mono_s() - t0;
         count = jnl_state_count(st);
         size_t bytes = 0;
         for (size_t i = 0; i < count; i++) {
@@ -325,7 +319,7 @@ int main(int argc, char **argv)
             bytes += strlen(s);
             free(s);
         }
-        double dt2 = now_s() - t0;
+        double dt2 = bd_mono_s() - t0;
         jnl_state_free(st);
         if (dt < best)
             best = dt;

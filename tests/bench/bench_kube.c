@@ -25,15 +25,9 @@
 #include <unistd.h>
 
 #include "apiserver.h"
+#include "clock.h"
 #include "journal.h"
 
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, const bd_err_t *err)
 {
@@ -89,7 +83,7 @@ static double wait_journaled(const char *state, long want, double deadline)
     jnl_opts_t o;
     jnl_opts_init(&o);
     o.flags = JNL_OPEN_RDONLY;
-    while (now() < deadline) {
+    while (bd_mono_s() < deadline) {
         if (j == NULL && jnl_open(dir, &o, &j, &err) != BD_OK) {
             usleep(10000);
             continue;
@@ -106,7 +100,7 @@ static double wait_journaled(const char *state, long want, double deadline)
             jnl_iter_free(it);
         }
         if (seen >= want) {
-            double t = now();
+            double t = bd_mono_s();
             jnl_close(j);
             return t;
         }
@@ -180,15 +174,15 @@ int main(int argc, char **argv)
     fclose(f);
 
     /* the double's own create rate, for scale (in-process, no HTTP) */
-    double t0 = now();
+    double t0 = bd_mono_s();
     create_records(s, "listed", "pre", (int)n);
-    double tc = now() - t0;
+    double tc = bd_mono_s() - t0;
     printf("BENCH kube_double_create_rate %.0f objects/s\n", (double)n / tc);
 
     /* list path: everything exists before the operator starts */
     struct rusage ru;
     snprintf(state, sizeof(state), "%s/list", tmp);
-    t0 = now();
+    t0 = bd_mono_s();
     pid_t pid = start_bindy(bindy, state, kubeconfig, "listed");
     double t1 = wait_journaled(state, n, t0 + 120);
     stop_bindy(pid, &ru);
@@ -201,13 +195,13 @@ int main(int argc, char **argv)
     create_records(s, "watched", "first", 1);
     snprintf(state, sizeof(state), "%s/watch", tmp);
     pid = start_bindy(bindy, state, kubeconfig, "watched");
-    if (wait_journaled(state, 1, now() + 120) < 0) {
+    if (wait_journaled(state, 1, bd_mono_s() + 120) < 0) {
         stop_bindy(pid, &ru);
         return 1;
     }
-    t0 = now();
+    t0 = bd_mono_s();
     create_records(s, "watched", "new", (int)n);
-    double tc_end = now();
+    double tc_end = bd_mono_s();
     t1 = wait_journaled(state, n + 1, t0 + 120);
     stop_bindy(pid, &ru);
     if (t1 < 0)

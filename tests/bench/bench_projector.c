@@ -25,18 +25,12 @@
 #include <time.h>
 
 #include "applier.h"
+#include "clock.h"
 #include "projector.h"
 
 #define MODS 1000
 
 static uint64_t g_seq;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void apply(proj_t *p, jnl_type_t type, json_t *obj)
 {
@@ -128,7 +122,7 @@ static double pct(const double *sorted, size_t n, int p)
 static void run(size_t n, bool report, double *lat)
 {
     proj_t *p = base();
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     for (size_t i = 0; i < n; i++) {
         json_t *r = arecord(i, 0);
         apply(p, JNL_ADDED, r);
@@ -137,7 +131,7 @@ static void run(size_t n, bool report, double *lat)
             take(p);
     }
     take(p);
-    double load = now_s() - t0;
+    double load = bd_mono_s() - t0;
     /* sanity: the zone holds every record */
     const proj_zone_t *z = proj_zone_get(p, "example.com");
     res_strv_t rrs;
@@ -159,10 +153,10 @@ static void run(size_t n, bool report, double *lat)
     for (size_t k = 0; k < MODS; k++)
         mods[k] = arecord((k * 7919u) % n, 1 + (unsigned)k);
     for (size_t k = 0; k < MODS; k++) {
-        double t = now_s();
+        double t = bd_mono_s();
         apply(p, JNL_MODIFIED, mods[k]);
         take(p);
-        lat[k] = (now_s() - t) * 1e6;
+        lat[k] = (bd_mono_s() - t) * 1e6;
     }
     for (size_t k = 0; k < MODS; k++)
         json_decref(mods[k]);
@@ -222,7 +216,7 @@ static double zone_run(size_t nz, double *lat)
         json_decref(r);
     }
     take(p);
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     for (size_t i = 0; i < nz; i++) {
         json_t *r = small_zone_record(i), *z = small_zone(i, 3600);
         apply(p, JNL_ADDED, r);
@@ -231,7 +225,7 @@ static double zone_run(size_t nz, double *lat)
         json_decref(z);
     }
     take(p);
-    double create = now_s() - t0;
+    double create = bd_mono_s() - t0;
     if (proj_zone_get(p, "z0.test") == NULL) {
         fprintf(stderr, "bench_projector: z0.test missing\n");
         exit(1);
@@ -240,10 +234,10 @@ static double zone_run(size_t nz, double *lat)
     for (size_t k = 0; mods != NULL && k < ZMODS; k++)
         mods[k] = small_zone((k * 7919u) % nz, 600 + (int)k);
     for (size_t k = 0; mods != NULL && k < ZMODS; k++) {
-        double t = now_s();
+        double t = bd_mono_s();
         apply(p, JNL_MODIFIED, mods[k]);
         take(p);
-        lat[k] = (now_s() - t) * 1e6;
+        lat[k] = (bd_mono_s() - t) * 1e6;
     }
     for (size_t k = 0; mods != NULL && k < ZMODS; k++)
         json_decref(mods[k]);
@@ -343,19 +337,19 @@ static void startup(const char *name, size_t nrec, size_t per_rec, bool report_c
         if (round > 0)
             node_free(&a);
         node_new(&a, j);
-        double t0 = now_s();
+        double t0 = bd_mono_s();
         if (app_catch_up(a.a, &n, &err) != BD_OK || n != last)
             die("replay", &err);
-        if (now_s() - t0 < replay)
-            replay = now_s() - t0;
+        if (bd_mono_s() - t0 < replay)
+            replay = bd_mono_s() - t0;
     }
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     if (app_checkpoint(a.a, false, &err) != BD_OK)
         die("checkpoint", &err);
-    loop = now_s() - t0; /* the capture: what the caller's loop waits for */
+    loop = bd_mono_s() - t0; /* the capture: what the caller's loop waits for */
     if (app_checkpoint(a.a, true, &err) != BD_OK) /* waits for the write */
         die("checkpoint", &err);
-    write = now_s() - t0;
+    write = bd_mono_s() - t0;
     uint64_t sseq = 0;
     size_t bytes = 0;
     if (jnl_snapshot_stat(j, JNL_SNAPSHOT_PROJECTOR, &sseq, &bytes, &err) != BD_OK || sseq != last)
@@ -365,11 +359,11 @@ static void startup(const char *name, size_t nrec, size_t per_rec, bool report_c
         if (round > 0)
             node_free(&b);
         node_new(&b, j);
-        t0 = now_s();
+        t0 = bd_mono_s();
         if (app_catch_up(b.a, &n, &err) != BD_OK || n != 0)
             die("restore", &err);
-        if (now_s() - t0 < restored)
-            restored = now_s() - t0;
+        if (bd_mono_s() - t0 < restored)
+            restored = bd_mono_s() - t0;
     }
     uint32_t sa = 0, sb = 0;
     if (bind_zonedb_serial(a.db, "example.com", &sa) != BD_OK || bind_zonedb_serial(b.db, "example.com", &sb) != BD_OK ||

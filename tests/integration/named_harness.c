@@ -2,6 +2,7 @@
  * named_harness.c - run BIND named for tests (see named_harness.h).
  */
 #include "named_harness.h"
+#include "clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,13 +63,6 @@ static void track(bd_named_t *n, bool on)
             return;
         }
     }
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void sleep_ms(long ms)
@@ -378,7 +372,7 @@ static int spawn(bd_named_t *n, double timeout, bd_err_t *err)
     close(nullfd);
     n->pid = pid;
 
-    double deadline = now_s() + timeout;
+    double deadline = bd_mono_s() + timeout;
     for (;;) {
         if (reaped(n, &status)) {
             bd_named_log_tail(n, tail, sizeof(tail));
@@ -392,7 +386,7 @@ static int spawn(bd_named_t *n, double timeout, bd_err_t *err)
         }
         if (log_says_running(n, offset) && (!n->wants_ctl || port_accepts(n->ctl_port)))
             return 0;
-        if (now_s() > deadline)
+        if (bd_mono_s() > deadline)
             break;
         sleep_ms(50);
     }
@@ -434,8 +428,8 @@ int bd_named_stop(bd_named_t *n)
     if (n == NULL || n->pid <= 0)
         return 0;
     kill(n->pid, SIGTERM);
-    double deadline = now_s() + 10.0;
-    while (now_s() < deadline) {
+    double deadline = bd_mono_s() + 10.0;
+    while (bd_mono_s() < deadline) {
         if (reaped(n, &status))
             return 0;
         sleep_ms(20);

@@ -1,4 +1,5 @@
 #include "op_harness.h"
+#include "clock.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -29,9 +30,7 @@ struct oph {
 
 double oph_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return bd_mono_s();
 }
 
 double oph_wall_now(void)

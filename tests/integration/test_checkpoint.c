@@ -35,6 +35,7 @@
 #include <lmdb.h>
 
 #include "applier.h"
+#include "clock.h"
 #include "log.h"
 #include "manifest.h"
 #include "named_harness.h"
@@ -528,13 +529,6 @@ static void test_pruned_journal(void **state)
     free(want);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sleep_s(double s)
 {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -553,7 +547,7 @@ static void test_write_waits_for_idle(void **state)
     uint64_t due = jnl_committed_seq(a.j);
     assert_int_equal(node_catch_up(&a), due); /* over 10 events: captured at `due` */
     /* a burst goes on for 1.6 s (an event every 0.2 s): nothing is written meanwhile */
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     for (int i = 0; i < 8; i++) {
         sleep_s(0.2);
         char addr[32];
@@ -562,15 +556,15 @@ static void test_write_waits_for_idle(void **state)
         assert_int_equal(node_catch_up(&a), 1);
         assert_int_equal(jnl_snapshot_stat(a.j, JNL_SNAPSHOT_PROJECTOR, &sseq, &slen, &err), BD_ENOTFOUND);
     }
-    double burst_end = now_s();
+    double burst_end = bd_mono_s();
     assert_true(burst_end - t0 >= 1.5);
     /* idle now: written about a second after the last catch-up that applied an event */
     int rc = BD_ENOTFOUND;
-    while (rc == BD_ENOTFOUND && now_s() < burst_end + 10.0) {
+    while (rc == BD_ENOTFOUND && bd_mono_s() < burst_end + 10.0) {
         sleep_s(0.05);
         rc = jnl_snapshot_stat(a.j, JNL_SNAPSHOT_PROJECTOR, &sseq, &slen, &err);
     }
-    double written = now_s() - burst_end;
+    double written = bd_mono_s() - burst_end;
     print_message("checkpoint written %.2f s after the burst\n", written);
     assert_int_equal(rc, BD_OK);
     assert_int_equal(sseq, due); /* the state it was captured at */
@@ -582,9 +576,9 @@ static void test_write_waits_for_idle(void **state)
     assert_int_equal(node_catch_up(&a), 1);
     append(a.j, JNL_MODIFIED, www("192.0.2.201"));
     assert_int_equal(node_catch_up(&a), 1);
-    double t1 = now_s();
+    double t1 = bd_mono_s();
     assert_int_equal(app_checkpoint(a.a, true, &err), BD_OK);
-    assert_true(now_s() - t1 < 0.9);
+    assert_true(bd_mono_s() - t1 < 0.9);
     assert_int_equal(jnl_snapshot_stat(a.j, JNL_SNAPSHOT_PROJECTOR, &sseq, &slen, &err), BD_OK);
     assert_int_equal(sseq, jnl_committed_seq(a.j));
     node_stop(&a);

@@ -1,4 +1,5 @@
 #include "k8s_fixture.h"
+#include "clock.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -82,13 +83,6 @@ void kfx_stop(kfx_t *f)
     f->as = NULL;
 }
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 }
@@ -98,9 +92,9 @@ bool kfx_run_until(struct ev_loop *loop, bool (*cond)(void *arg), void *arg, dou
     ev_timer t; /* so that ev_run(EVRUN_ONCE) returns at least every 10 ms */
     ev_timer_init(&t, tick, 0.01, 0.01);
     ev_timer_start(loop, &t);
-    double deadline = mono() + timeout_s;
+    double deadline = bd_mono_s() + timeout_s;
     bool ok;
-    while (!(ok = cond && cond(arg)) && mono() < deadline)
+    while (!(ok = cond && cond(arg)) && bd_mono_s() < deadline)
         ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &t);
     return ok;

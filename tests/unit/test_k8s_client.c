@@ -27,17 +27,11 @@
 #include <jansson.h>
 
 #include "apiserver.h"
+#include "clock.h"
 #include "client.h"
 #include "k8s_fixture.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 typedef struct got {
     int n;
@@ -67,7 +61,7 @@ static void on_done(void *arg, const k8s_resp_t *r)
     snprintf(g->message, sizeof(g->message), "%s", r->message);
     json_decref(g->body);
     g->body = r->body ? json_incref(r->body) : NULL;
-    g->t = now_s();
+    g->t = bd_mono_s();
 }
 
 static const char *jstr(const json_t *j, const char *path)
@@ -584,7 +578,7 @@ static void test_throttle_retry_after(void **state)
     got_t g = {0};
     bd_apiserver_log_clear(f.as);
     bd_apiserver_throttle_next(f.as, 1, 2, "list /api/v1/namespaces/default/configmaps");
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     do_req(&f, K8S_GET, "/api/v1/namespaces/default/configmaps", NULL, NULL, NULL, &g);
     assert_int_equal(g.code, BD_OK);
     assert_true(g.t - t0 >= 1.9);
@@ -632,20 +626,20 @@ static void test_rate_limit(void **state)
     static got_t g[N];
     int done = 0;
     memset(g, 0, sizeof(g));
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     for (int i = 0; i < N; i++) {
         k8s_req_t r = {.method = K8S_GET, .path = "/api/v1/namespaces/default"};
         assert_int_equal(k8s_call(f.c, &r, on_done, &g[i], NULL), 0);
     }
-    double end = now_s() + 20;
-    while (done < N && now_s() < end) {
+    double end = bd_mono_s() + 20;
+    while (done < N && bd_mono_s() < end) {
         kfx_run_for(f.loop, 0.02);
         done = 0;
         for (int i = 0; i < N; i++)
             done += g[i].n;
     }
     assert_int_equal(done, N);
-    double t1 = now_s();
+    double t1 = bd_mono_s();
     bd_apiserver_req_t e[N];
     assert_int_equal(log_find(f.as, "get", "/namespaces/default", e, N), N);
     double span = e[N - 1].time - e[0].time;
@@ -681,7 +675,7 @@ static void test_backoff(void **state)
         assert_non_null(strstr(g.message, "injected fault"));
     }
     /* another key is not held back */
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     do_req(&f, K8S_GET, "/api/v1/namespaces/default", NULL, NULL, "other", &g);
     assert_int_equal(g.code, BD_OK);
     assert_true(g.t - t0 < 0.3);
@@ -689,7 +683,7 @@ static void test_backoff(void **state)
     do_req(&f, K8S_GET, "/api/v1/namespaces/kube-system", NULL, NULL, "namespaces//kube-system",
            &g);
     assert_int_equal(g.code, BD_OK);
-    t0 = now_s();
+    t0 = bd_mono_s();
     do_req(&f, K8S_GET, "/api/v1/namespaces/kube-system", NULL, NULL, "namespaces//kube-system",
            &g);
     assert_int_equal(g.code, BD_OK);
@@ -1067,13 +1061,13 @@ static void test_watch_silence(void **state)
     o.timeout_ms = 500;
     kfx_client(&f, &o);
     wrec_t w = {.events = json_array()};
-    double t0 = now_s();
+    double t0 = bd_mono_s();
     assert_int_equal(
         k8s_watch(f.c, AR_PATH, "watch=1&timeoutSeconds=1", on_event, on_end, &w, NULL), 0);
     kfx_run_for(f.loop, 2.0);
     assert_int_equal(w.end.n, 0); /* timeout_ms does not apply */
     assert_true(kfx_wait_count(f.loop, &w.end.n, 1, 40));
-    double took = now_s() - t0;
+    double took = bd_mono_s() - t0;
     assert_int_equal(w.end.code, BD_EIO);
     assert_non_null(strstr(w.end.message, "silent"));
     assert_true(took >= 30.5 && took < 36);
@@ -1349,8 +1343,8 @@ static void test_https(void **state)
         k8s_req_t rq = {.method = K8S_GET, .path = "/api/v1/namespaces/default"};
         assert_int_equal(k8s_call(f.c, &rq, on_done, &cc[i], NULL), 0);
     }
-    double end = now_s() + 10;
-    while (ndone < 5 && now_s() < end) {
+    double end = bd_mono_s() + 10;
+    while (ndone < 5 && bd_mono_s() < end) {
         kfx_run_for(f.loop, 0.02);
         ndone = 0;
         for (int i = 0; i < 5; i++)

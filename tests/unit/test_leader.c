@@ -27,16 +27,10 @@
 #include <cmocka.h>
 
 #include "apiserver.h"
+#include "clock.h"
 #include "client.h"
 #include "leader.h"
 #include "log.h"
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double wall(void)
 {
@@ -295,7 +289,7 @@ static void h_started(void *arg)
 {
     elector_t *e = arg;
     e->started++;
-    e->started_mono = mono();
+    e->started_mono = bd_mono_s();
     e->started_wall = wall();
     if (!le_fence_ok(e->le))
         e->w->own_fence_bad++;
@@ -310,7 +304,7 @@ static void h_stopped(void *arg)
 {
     elector_t *e = arg;
     e->stopped++;
-    e->stopped_mono = mono();
+    e->stopped_mono = bd_mono_s();
     e->stopped_wall = wall();
     if (le_fence_ok(e->le))
         e->w->own_fence_bad++;
@@ -328,7 +322,7 @@ static void h_done(void *arg, int code)
     elector_t *e = arg;
     e->done_called = true;
     e->done_code = code;
-    e->done_mono = mono();
+    e->done_mono = bd_mono_s();
     e->stopped_before_done = e->stopped;
 }
 
@@ -425,9 +419,9 @@ typedef bool (*pred_fn)(world_t *w, void *a);
 
 static bool run_until(world_t *w, pred_fn p, void *a, double timeout_s)
 {
-    double end = mono() + timeout_s;
+    double end = bd_mono_s() + timeout_s;
     while (!(p && p(w, a))) {
-        if (mono() >= end)
+        if (bd_mono_s() >= end)
             return false;
         ev_run(w->loop, EVRUN_ONCE);
     }
@@ -934,7 +928,7 @@ static void test_release_handover(void **state)
     int conflicts = 0;
     for (int round = 1; round <= 2; round++) {
         elector_t *old = the_leader(w);
-        double t_rel = mono(), t_rel_wall = wall();
+        double t_rel = bd_mono_s(), t_rel_wall = wall();
         assert_int_equal(le_release(old->le, 2000, h_done, old), BD_OK);
         assert_false(le_fence_ok(old->le)); /* at once */
         assert_false(le_is_leader(old->le));
@@ -1001,7 +995,7 @@ static void test_killed_leader(void **state)
     elector_t *dead = the_leader(w);
     double last_renew = 0;
     assert_true(writes_by(w, dead->ua, 200, 0, NULL, &last_renew) >= 2);
-    double t_kill = mono();
+    double t_kill = bd_mono_s();
     elector_kill(dead);
     assert_true(run_until(w, p_has_leader, NULL, 3.0 + 0.5 + 1.0));
     elector_t *nl = the_leader(w);
@@ -1033,7 +1027,7 @@ static void cut_off(px_mode_t how)
     assert_true(run_until(w, p_has_leader, NULL, 5));
     run_for(w, 1.0);
     elector_t *l = the_leader(w);
-    double cut = mono(), cut_wall = wall();
+    double cut = bd_mono_s(), cut_wall = wall();
     px_set_mode(l->px, how);
 
     assert_true(run_until(w, p_other_leader, l, 3.0 + 0.5 + 2.0));
@@ -1073,7 +1067,7 @@ static void cut_off(px_mode_t how)
     for (int i = 0; i < w->n; i++)
         if (&w->e[i] != l && &w->e[i] != nl)
             elector_kill(&w->e[i]);
-    double t_rel = mono();
+    double t_rel = bd_mono_s();
     assert_int_equal(le_release(nl->le, 2000, h_done, nl), BD_OK);
     assert_true(run_until(w, p_other_leader, nl, 2));
     assert_ptr_equal(the_leader(w), l);
@@ -1102,7 +1096,7 @@ static void test_release_timeout(void **state)
     elector_t *e = elector_add(w, &c);
     assert_true(run_until(w, p_has_leader, NULL, 5));
     px_set_mode(e->px, PX_BLACKHOLE);
-    double t = mono();
+    double t = bd_mono_s();
     assert_int_equal(le_release(e->le, 300, h_done, e), BD_OK);
     assert_false(le_fence_ok(e->le));
     assert_int_equal(le_release(e->le, 300, h_done, e), BD_EINVAL);
@@ -1156,7 +1150,7 @@ static void test_lease_deleted(void **state)
     run_for(w, 0.5);
     elector_t *l = the_leader(w), *s = &w->e[l == &w->e[0] ? 1 : 0];
 
-    double t = mono(), t_wall = wall();
+    double t = bd_mono_s(), t_wall = wall();
     delete_lease(w);
     assert_true(run_until(w, p_stopped, l, 2));
     print_message("lease deleted: %s stopped leading after %.3f s\n", l->ident, l->stopped_mono - t);
@@ -1170,7 +1164,7 @@ static void test_lease_deleted(void **state)
 
     /* the leader dies and its lease is deleted at once: the standby still waits it out */
     elector_kill(l);
-    t = mono();
+    t = bd_mono_s();
     delete_lease(w);
     assert_true(run_until(w, p_has_leader, NULL, 3.0 + 0.5 + 1.0));
     double took = s->started_mono - t;

@@ -21,19 +21,13 @@
 #include <jansson.h>
 
 #include "apiserver.h"
+#include "clock.h"
 #include "client.h"
 #include "projector.h"
 #include "status.h"
 
 #define NS "default"
 #define GROUP "bindy.firestoned.io"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -126,9 +120,9 @@ static bool settle(fx_t *f, double max_s)
     ev_timer wake;
     ev_timer_init(&wake, wake_cb, 0.01, 0.01);
     ev_timer_start(f->loop, &wake);
-    double end = now_s() + max_s;
+    double end = bd_mono_s() + max_s;
     bool done = false;
-    while (!done && now_s() < end) {
+    while (!done && bd_mono_s() < end) {
         ev_run(f->loop, EVRUN_ONCE);
         kst_stats_t st;
         k8s_client_stats_t cs;
@@ -145,8 +139,8 @@ static void run_for(fx_t *f, double s)
     ev_timer wake;
     ev_timer_init(&wake, wake_cb, 0.01, 0.01);
     ev_timer_start(f->loop, &wake);
-    double end = now_s() + s;
-    while (now_s() < end)
+    double end = bd_mono_s() + s;
+    while (bd_mono_s() < end)
         ev_run(f->loop, EVRUN_ONCE);
     ev_timer_stop(f->loop, &wake);
 }
@@ -321,8 +315,8 @@ static json_t *list_events(fx_t *f)
     got_t g = {0};
     k8s_req_t req = {.method = K8S_GET, .path = "/api/v1/namespaces/" NS "/events"};
     assert_int_equal(k8s_call(f->c, &req, on_got, &g, NULL), 0);
-    double end = now_s() + 10;
-    while (g.n == 0 && now_s() < end)
+    double end = bd_mono_s() + 10;
+    while (g.n == 0 && bd_mono_s() < end)
         ev_run(f->loop, EVRUN_ONCE);
     assert_int_equal(g.n, 1);
     assert_non_null(g.body);
@@ -353,8 +347,8 @@ static json_t *spec_edit(fx_t *f, const char *name, const char *ip)
     json_t *patch = json_pack("{s:{s:[s]}}", "spec", "ipv4Addresses", ip);
     assert_int_equal(k8s_merge_patch(f->c, &AREC, NS, name, NULL, patch, on_got, &g, NULL), 0);
     json_decref(patch);
-    double end = now_s() + 10;
-    while (g.n == 0 && now_s() < end)
+    double end = bd_mono_s() + 10;
+    while (g.n == 0 && bd_mono_s() < end)
         ev_run(f->loop, EVRUN_ONCE);
     assert_int_equal(g.n, 1);
     json_decref(g.body);
@@ -485,6 +479,19 @@ static void test_new_leader_writes_nothing(void **state)
     fx_stop(&f);
 }
 
+/* Every object written once and its write journaled back (as the watch would): the
+ * writer is at rest. */
+static void populate_settled(fx_t *f)
+{
+    populate(f);
+    assert_int_equal(kst_flush(f->k), BD_OK);
+    assert_true(settle(f, 10));
+    for (size_t i = 0; i < NALL; i++)
+        echo(f, ALL[i][0], ALL[i][1]);
+    assert_int_equal(kst_flush(f->k), BD_OK);
+    assert_true(settle(f, 5));
+}
+
 /* Change one record: exactly one write for it; then a burst of changes coalesces the
  * zone's serial writes. */
 static void test_one_change_one_write(void **state)
@@ -492,13 +499,7 @@ static void test_one_change_one_write(void **state)
     (void)state;
     fx_t f;
     fx_start(&f, 2000);
-    populate(&f);
-    assert_int_equal(kst_flush(f.k), BD_OK);
-    assert_true(settle(&f, 10));
-    for (size_t i = 0; i < NALL; i++)
-        echo(&f, ALL[i][0], ALL[i][1]);
-    assert_int_equal(kst_flush(f.k), BD_OK);
-    assert_true(settle(&f, 5));
+    populate_settled(&f);
 
     /* the user edits api (generation 2, 3, ...); the watch journals it */
     for (int round = 0; round < 5; round++) {
@@ -512,8 +513,8 @@ static void test_one_change_one_write(void **state)
         json_decref(o);
         assert_int_equal(kst_flush(f.k), BD_OK);
         /* the record is written at once; the zone waits for zone_delay_ms */
-        double end = now_s() + 5;
-        while (count_req(&f, mark, "patch", "/arecords/api/status") < 1 && now_s() < end)
+        double end = bd_mono_s() + 5;
+        while (count_req(&f, mark, "patch", "/arecords/api/status") < 1 && bd_mono_s() < end)
             ev_run(f.loop, EVRUN_ONCE);
         run_for(&f, 0.02);
         assert_int_equal(count_req(&f, mark, "patch", "/arecords/api/status"), 1);
@@ -540,13 +541,7 @@ static void test_serial_floor(void **state)
     (void)state;
     fx_t f;
     fx_start(&f, 0);
-    populate(&f);
-    assert_int_equal(kst_flush(f.k), BD_OK);
-    assert_true(settle(&f, 10));
-    for (size_t i = 0; i < NALL; i++)
-        echo(&f, ALL[i][0], ALL[i][1]);
-    assert_int_equal(kst_flush(f.k), BD_OK);
-    assert_true(settle(&f, 5));
+    populate_settled(&f);
     uint32_t projected = proj_zone_serial(proj_zone_get(f.p, "example.com"));
 
     size_t mark = bd_apiserver_log_count(f.s);
