@@ -14,6 +14,7 @@ enum {
     F_OURS = 1u << 0,     /* the observed object carries FIN_NAME */
     F_DELETING = 1u << 1, /* the observed object has a deletionTimestamp */
     F_REMOVE = 1u << 2,   /* the write in flight (or sent) removes ours */
+    F_WRITTEN = 1u << 3,  /* that write succeeded; the watch has not brought it back yet */
 };
 
 typedef struct fin_obj {
@@ -23,6 +24,7 @@ typedef struct fin_obj {
     uint64_t del_seq;   /* seq of the first event with a deletionTimestamp; 0: none */
     /* only while the object needs a write: */
     char *rv;           /* observed metadata.resourceVersion */
+    json_t *seen;       /* observed metadata.finalizers (JSON null when absent) */
     json_t *others;     /* observed finalizers but ours, in order */
     char *sent_rv;      /* rv of the write in flight, or of one done (not repeated) */
     k8s_call_t *call;
@@ -53,6 +55,8 @@ static void obj_clear_want(fin_obj_t *o)
     o->rv = NULL;
     json_decref(o->others);
     o->others = NULL;
+    json_decref(o->seen);
+    o->seen = NULL;
 }
 
 static void obj_free(fin_obj_t *o)
@@ -186,6 +190,16 @@ int fin_observe(fin_t *f, const jnl_event_t *ev)
     size_t i;
     const json_t *v;
     json_array_foreach(fins, i, v) ours |= json_is_string(v) && strcmp(json_string_value(v), FIN_NAME) == 0;
+    /* After a write succeeded, events older than it still arrive (e.g. the status writer's
+     * own): they predate our edit of the list, which the stream brings next, so they are
+     * read as if it were in them rather than written again. */
+    fin_obj_t *prev = bd_hmap_get(f->objs, key);
+    bool written = prev && (prev->flags & F_WRITTEN);
+    bool wrote_ours = written && !(prev->flags & F_REMOVE);
+    if (written && ours != wrote_ours)
+        ours = wrote_ours;
+    else
+        written = false; /* this event carries our write */
     bool need = deleting ? ours : !ours;
 
     /* everything that can fail first: the object's state changes only on success */
@@ -193,11 +207,12 @@ int fin_observe(fin_t *f, const jnl_event_t *ev)
                          ? ev->resource_version
                          : json_string_value(json_object_get(md, "resourceVersion"));
     char *rv_copy = NULL;
-    json_t *others = NULL;
+    json_t *others = NULL, *seen = NULL;
     if (need) {
         rv_copy = strdup(rv ? rv : "");
         others = json_array();
-        if (rv_copy == NULL || others == NULL)
+        seen = fins ? json_deep_copy(fins) : json_null();
+        if (rv_copy == NULL || others == NULL || seen == NULL)
             goto oom;
         json_array_foreach(fins, i, v) {
             if (json_is_string(v) && strcmp(json_string_value(v), FIN_NAME) != 0 &&
@@ -208,7 +223,7 @@ int fin_observe(fin_t *f, const jnl_event_t *ev)
     fin_obj_t *o = obj_get(f, kind, key, ns, ev->name);
     if (o == NULL || (need && bd_hmap_put(f->pending, key, o, NULL) != BD_OK))
         goto oom;
-    o->flags = (o->flags & F_REMOVE) | (ours ? F_OURS : 0) | (deleting ? F_DELETING : 0);
+    o->flags = (o->flags & F_REMOVE) | (written ? F_WRITTEN : 0) | (ours ? F_OURS : 0) | (deleting ? F_DELETING : 0);
     if (!deleting)
         o->del_seq = 0;
     else if (o->del_seq == 0)
@@ -217,6 +232,7 @@ int fin_observe(fin_t *f, const jnl_event_t *ev)
     if (need) {
         o->rv = rv_copy;
         o->others = others;
+        o->seen = seen;
     } else {
         bd_hmap_del(f->pending, key);
         f->st.skipped++;
@@ -225,6 +241,7 @@ int fin_observe(fin_t *f, const jnl_event_t *ev)
 oom:
     free(rv_copy);
     json_decref(others);
+    json_decref(seen);
     return BD_ENOMEM;
 }
 
@@ -245,6 +262,15 @@ static void on_patch(void *arg, const k8s_resp_t *r)
             f->st.adds++;
         bd_debug("%s/%s %s: finalizer %s %s", o->ns, o->name, res_kind_name(o->kind), FIN_NAME,
                  remove ? "removed" : "added");
+        if (!(o->flags & F_OURS) == !remove) {
+            /* what was observed meanwhile predates the write: read it as if it were in it */
+            o->flags = (o->flags | F_WRITTEN) ^ F_OURS;
+            bool need = (o->flags & F_DELETING) ? (o->flags & F_OURS) : !(o->flags & F_OURS);
+            if (!need) {
+                bd_hmap_del(f->pending, o->key);
+                obj_clear_want(o);
+            }
+        }
         break; /* sent_rv kept: not repeated until a newer version is observed */
     case BD_ENOTFOUND:
         f->st.gone++;
@@ -275,16 +301,20 @@ static int send_patch(fin_t *f, fin_obj_t *o, bool remove)
     json_t *patch = NULL;
     if (sent == NULL || list == NULL || (!remove && json_array_append_new(list, json_string(FIN_NAME)) != 0))
         goto out;
-    patch = json_pack("{s:{s:s,s:O}}", "metadata", "resourceVersion", o->rv, "finalizers", list);
+    /* test, then set: only a concurrent edit of the list itself fails the write (422), not
+     * one of the status or spec, so a burst of status writes does not turn every
+     * finalizer write into a conflict. A test of null passes on an absent list. */
+    patch = json_pack("[{s:s,s:s,s:O},{s:s,s:s,s:O}]", "op", "test", "path", "/metadata/finalizers", "value",
+                      o->seen, "op", "add", "path", "/metadata/finalizers", "value", list);
     k8s_res_t res = {BD_GROUP, BD_VERSION, res_kind_plural(o->kind), res_kind_name(o->kind), true};
     path = patch ? k8s_path(&res, o->ns, o->name, NULL) : NULL;
     if (path == NULL)
         goto out;
-    k8s_req_t req = {.method = K8S_PATCH_MERGE, .path = path, .body = patch, .backoff_key = o->key};
+    k8s_req_t req = {.method = K8S_PATCH_JSON, .path = path, .body = patch, .backoff_key = o->key};
     if ((rc = k8s_call(f->c, &req, on_patch, o, &o->call)) != BD_OK)
         goto out;
     f->st.inflight++;
-    o->flags = remove ? (o->flags | F_REMOVE) : (o->flags & ~(unsigned)F_REMOVE);
+    o->flags = (remove ? (o->flags | F_REMOVE) : (o->flags & ~(unsigned)F_REMOVE)) & ~(unsigned)F_WRITTEN;
     free(o->sent_rv);
     o->sent_rv = sent;
     sent = NULL;

@@ -15,10 +15,12 @@
  *    the first observed event carrying its deletionTimestamp has seq <= applied_seq (the
  *    operator passes proj_seq() after app_catch_up, when the hidden primary's zone store
  *    no longer has the object's data; the projector treats deletionTimestamp as DELETED).
- * Each write is one JSON merge patch of metadata.finalizers (the observed list with ours
- * added or removed, other writers' finalizers kept in their order) carrying the observed
- * metadata.resourceVersion as a precondition, so a concurrent edit of the list is never
- * clobbered: the write fails with a conflict and is redone from the newer observation.
+ * Each write is one JSON patch of metadata.finalizers: a test that the list is still the
+ * one observed, then the list with ours added or removed (other writers' finalizers kept
+ * in their order). A concurrent edit of the list is never clobbered: the test fails (422)
+ * and the write is redone from the newer observation. Edits of anything else (the status
+ * writer's, users' spec edits) do not make it fail, as a resourceVersion precondition
+ * would.
  *
  * No API call at rest: an object already right costs nothing, and a write that succeeded
  * is not repeated for the same observed resourceVersion (the watch brings it back).
@@ -26,7 +28,7 @@
  * Failures: retried with the client's per-object backoff (backoff_key "Kind/ns/name") by a
  * timer on the client's loop, through the fence: 409 conflicts, 429/5xx, timeouts and
  * transport errors. 404 is done (the object is gone; its DELETED follows). Other 4xx
- * refusals (400, 401, 403, 422) wait for a newer observation of the object.
+ * refusals (400, 401, 403, 422: a failed test) wait for a newer observation.
  *
  * Threads: everything on the client's loop. Nothing blocks.
  */

@@ -367,7 +367,8 @@ json_t *as__json_patch(const json_t *doc0, const json_t *ops, char *err, size_t 
             json_decref(ft);
         } else if (strcmp(name, "test") == 0 && value) {
             json_t *cur = ptr_get(doc, toks);
-            if (cur && json_equal(cur, value)) {
+            /* as the API server's json-patch: an absent member tests equal to null */
+            if (cur ? json_equal(cur, value) : json_is_null(value)) {
                 rc = 0;
             } else {
                 *test_failed = true;

@@ -510,6 +510,18 @@ static void test_patches(void **state)
         "[{\"op\":\"test\",\"path\":\"/data/k\",\"value\":\"nope\"}]", NULL, &r);
     expect_status(&r, 422, NULL);
     resp_free(&r);
+    /* as the API server's json-patch: an absent member tests equal to null (and only to null) */
+    req(s, "PATCH", NS_CM "/p", "application/json-patch+json",
+        "[{\"op\":\"test\",\"path\":\"/metadata/finalizers\",\"value\":null},"
+        "{\"op\":\"add\",\"path\":\"/metadata/finalizers\",\"value\":[\"x.io/f\"]}]", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(json_object_get(r.json, "metadata"),
+                                                                          "finalizers"), 0)), "x.io/f");
+    resp_free(&r);
+    req(s, "PATCH", NS_CM "/p", "application/json-patch+json",
+        "[{\"op\":\"test\",\"path\":\"/metadata/absent\",\"value\":[]}]", NULL, &r);
+    expect_status(&r, 422, NULL);
+    resp_free(&r);
     req(s, "PATCH", NS_CM "/p", "application/strategic-merge-patch+json",
         "{\"data\":{\"s\":\"1\"},\"$setElementOrder/x\":[]}", NULL, &r);
     assert_int_equal(r.status, 200);
