@@ -362,6 +362,16 @@ static void read_cluster(rd_t *r, res_t *res, const json_t *spec)
     read_cluster_role(r, json_object_get(spec, "secondary"), "spec.secondary", &c->secondary);
 }
 
+/* status.serial: written by bindy, not by users, so a malformed value is ignored (-1),
+ * never an error. */
+static int64_t status_serial(const json_t *status)
+{
+    const json_t *pub = json_object_get(status, "serial");
+    return json_is_integer(pub) && json_integer_value(pub) >= 0 && json_integer_value(pub) <= UINT32_MAX
+               ? json_integer_value(pub)
+               : -1;
+}
+
 static void read_zone(rd_t *r, res_t *res, const json_t *spec, const json_t *status)
 {
     res_zone_t *z = &res->u.zone;
@@ -380,11 +390,7 @@ static void read_zone(rd_t *r, res_t *res, const json_t *spec, const json_t *sta
     z->primary_ns = rd_str(r, soa, "primaryNs", "spec.soaRecord", true);
     z->admin_email = rd_str(r, soa, "adminEmail", "spec.soaRecord", true);
     z->serial = rd_int(r, soa, "serial", "spec.soaRecord", -1, 0, UINT32_MAX);
-    /* written by bindy, not by users: a malformed value is ignored, never an error */
-    const json_t *pub = json_object_get(status, "serial");
-    z->status_serial = json_is_integer(pub) && json_integer_value(pub) >= 0 && json_integer_value(pub) <= UINT32_MAX
-                           ? json_integer_value(pub)
-                           : -1;
+    z->status_serial = status_serial(status);
     z->refresh = (int32_t)rd_int(r, soa, "refresh", "spec.soaRecord", 3600, 0, INT32_MAX);
     z->retry = (int32_t)rd_int(r, soa, "retry", "spec.soaRecord", 600, 0, INT32_MAX);
     z->expire = (int32_t)rd_int(r, soa, "expire", "spec.soaRecord", 604800, 0, INT32_MAX);
@@ -412,10 +418,14 @@ static void read_zone(rd_t *r, res_t *res, const json_t *spec, const json_t *sta
     rd_selectors(r, spec, "bind9InstancesFrom", &z->instances_from, &z->n_instances_from);
 }
 
-static void read_record(rd_t *r, res_t *res, const json_t *spec)
+static void read_record(rd_t *r, res_t *res, const json_t *spec, const json_t *status)
 {
     res_record_t *rec = &res->u.record;
     rec->name = rd_str(r, spec, "name", "spec", true);
+    rec->status_serial = status_serial(status);
+    const char *zone = json_string_value(json_object_get(status, "zone"));
+    if (rec->status_serial >= 0 && zone != NULL && (rec->status_zone = strdup(zone)) == NULL)
+        rd_fail(r, BD_ENOMEM, "out of memory");
     rec->ttl = rd_int(r, spec, "ttl", "spec", -1, 0, INT32_MAX);
     switch (res->kind) {
     case RES_A:
@@ -503,7 +513,7 @@ int res_from_json(json_t *obj, res_t **out, bd_err_t *err)
         read_zone(&r, res, spec, json_object_get(obj, "status"));
         break;
     default:
-        read_record(&r, res, spec);
+        read_record(&r, res, spec, json_object_get(obj, "status"));
         break;
     }
     if (r.rc != BD_OK) {
@@ -517,6 +527,7 @@ int res_from_json(json_t *obj, res_t **out, bd_err_t *err)
 static void record_deinit(res_kind_t kind, res_record_t *rec)
 {
     free(rec->name);
+    free(rec->status_zone);
     switch (kind) {
     case RES_A:
     case RES_AAAA:

@@ -116,6 +116,10 @@ typedef struct {
 typedef struct {
     char *name;  /* as written: relative, "@", or absolute with a trailing dot */
     int64_t ttl; /* -1 when absent (the zone's ttl applies) */
+    /* status.zone and status.serial: the zone version a leader published this record in
+     * (-1 and NULL when absent) */
+    int64_t status_serial;
+    char *status_zone;
     union {
         res_strv_t addrs; /* A, AAAA: canonical text */
         char *target;     /* CNAME, NS */

@@ -59,6 +59,7 @@ struct proj_zone {
     uint32_t taken_serial; /* the serial the last proj_take_changes reported */
     char *soa_sig;       /* the SOA without its serial, as last rebuilt */
     bool changed;        /* in the current event */
+    int64_t ev_pub;      /* a serial a leader published, from a record's status in the current event (0: none) */
     bd_hmap_t *evnet;    /* rr line -> net delta in the current event (NULL: none yet) */
     res_strv_t instances;
     size_t nrecords;     /* record contributions, for status */

@@ -1475,11 +1475,15 @@ static void finish_event(proj_t *p)
             continue;
         if (z->changed || (z->evnet && bd_hmap_count(z->evnet) > 0))
             zone_bump_serial(p, z);
-        /* Continuity across leaders: the serial a leader published (status.serial, as
-         * journaled from the API server) is a floor. A replica below it (it journaled
-         * fewer versions, e.g. it started later) goes one above it: its content may differ
-         * from what the leader published under that serial, so servers must transfer. */
+        /* Continuity across leaders: a serial a leader published (status.serial of the
+         * zone or of one of its records, as journaled from the API server) is a floor. A
+         * replica below it (it journaled fewer versions, e.g. it started later) goes one
+         * above it: its content may differ from what the leader published under that
+         * serial, so servers must transfer. */
         int64_t pub = z->obj && z->obj->res ? z->obj->res->u.zone.status_serial : -1;
+        if (z->ev_pub > 0 && (pub <= 0 || serial_gt((uint32_t)z->ev_pub, (uint32_t)pub)))
+            pub = z->ev_pub;
+        z->ev_pub = 0;
         if (pub > 0 && serial_gt((uint32_t)pub, z->serial)) {
             uint32_t above = (uint32_t)pub + 1; /* RFC 1982: 0 is skipped, as everywhere */
             z->serial = above ? above : 1;
@@ -1616,6 +1620,13 @@ int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err)
     default:
         if (fresh)
             attach_everywhere(p, o);
+        if (fresh && fresh->u.record.status_zone && fresh->u.record.status_serial > 0) {
+            proj_zone_t *z = bd_hmap_get(p->zones, fresh->u.record.status_zone);
+            if (z != NULL && bd_hmap_put(p->zchanged, z->name, (void *)1, NULL) != BD_OK)
+                p->oom = 1;
+            else if (z != NULL)
+                z->ev_pub = fresh->u.record.status_serial;
+        }
         break;
     }
     res_free(old);

@@ -47,6 +47,8 @@ struct kst_obj {
     /* observed status */
     uint8_t hash[KST_HASH_LEN];
     unsigned mask; /* managed keys present */
+    int64_t serial; /* status.serial, -1 when absent */
+    bool fail_held; /* a new failure waited fail_delay_ms already */
     obs_cond_t cond[C_N];
     /* DNSZone: spec.zoneName, for zone -> object */
     char *zone;
@@ -176,10 +178,18 @@ static json_t *canon(const json_t *status, unsigned *mask)
     return out;
 }
 
-/* Hash of the canonical form; BD_ENOMEM when it cannot be dumped. */
+/* Hash of the canonical form without its serial; BD_ENOMEM when it cannot be dumped.
+ * A serial that moved alone is no reason to write: it goes with the object's next write
+ * (a record's always carries its zone's serial then), so a record edit costs one write,
+ * not one more for its zone. Floors found at takeover are written on purpose. */
 static int canon_hash(const json_t *c, uint8_t out[KST_HASH_LEN])
 {
-    char *s = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS);
+    json_t *cc = json_copy((json_t *)c); /* shallow; jansson's API is not const-correct */
+    if (cc == NULL)
+        return BD_ENOMEM;
+    json_object_del(cc, "serial");
+    char *s = json_dumps(cc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(cc);
     if (s == NULL)
         return BD_ENOMEM;
     uint8_t md[EVP_MAX_MD_SIZE];
@@ -200,6 +210,8 @@ static int obs_status(kst_obj_t *o, const json_t *status)
     if (c == NULL)
         return BD_ENOMEM;
     int rc = canon_hash(c, o->hash);
+    const json_t *serial = json_object_get(c, "serial");
+    o->serial = json_is_integer(serial) ? json_integer_value(serial) : -1;
     o->mask = mask;
     for (int t = 0; t < C_N; t++) {
         o->cond[t].st = 0;
@@ -395,6 +407,7 @@ void kst_opts_init(kst_opts_t *o)
     o->instance = "";
     o->max_inflight = 64;
     o->zone_delay_ms = 1000;
+    o->fail_delay_ms = 1000;
 }
 
 int kst_new(k8s_client_t *client, const proj_t *proj, const kst_opts_t *opts, kst_t **out,
@@ -624,12 +637,15 @@ static json_t *cond_json(const kst_obj_t *o, int t, const want_cond_t *w, int64_
 }
 
 /* The desired (canonical) status of o and, when its Ready condition changes, the Event
- * to send (*event, may stay NULL) with its digest. BD_ENOTFOUND: the projector does not
- * know the object (nothing to write). */
-static int desired_status(kst_t *k, kst_obj_t *o, json_t **out, json_t **event, uint64_t *digest)
+ * to send (*event, may stay NULL) with its digest; *floor: its serial is a takeover floor
+ * that must be written. BD_ENOTFOUND: the projector does not know the object (nothing to
+ * write). */
+static int desired_status(kst_t *k, kst_obj_t *o, json_t **out, json_t **event, uint64_t *digest, bool *floor,
+                          bool *new_failure)
 {
     *out = *event = NULL;
     *digest = 0;
+    *floor = *new_failure = false;
     const char *kind = res_kind_name(o->kind);
     proj_status_t ps;
     proj_status(k->p, kind, o->ns, o->name, &ps);
@@ -663,9 +679,10 @@ static int desired_status(kst_t *k, kst_obj_t *o, json_t **out, json_t **event, 
                  * the write comes back through the journal and raises the projection */
                 uint32_t serial = proj_zone_serial(z);
                 uintptr_t f = (uintptr_t)bd_hmap_get(k->floors, proj_zone_name(z));
-                if (f != 0 && (int32_t)((uint32_t)(f - 1) - serial) > 0)
+                if (f != 0 && (int32_t)((uint32_t)(f - 1) - serial) > 0) {
                     serial = (uint32_t)(f - 1);
-                else if (f != 0)
+                    *floor = true;
+                } else if (f != 0)
                     bd_hmap_del(k->floors, proj_zone_name(z));
                 json_object_set_new(st, "serial", json_integer(serial));
                 const res_strv_t *iv = proj_zone_instances(z);
@@ -708,6 +725,9 @@ static int desired_status(kst_t *k, kst_obj_t *o, json_t **out, json_t **event, 
         if (parse_placement(ps.message, &fqdn, &zone)) {
             json_object_set_new(st, "zone", json_string(zone));
             json_object_set_new(st, "fqdn", json_string(fqdn));
+            const proj_zone_t *z = proj_zone_get(k->p, zone);
+            if (z != NULL)
+                json_object_set_new(st, "serial", json_integer(proj_zone_serial(z)));
         }
         free(fqdn);
         free(zone);
@@ -716,6 +736,8 @@ static int desired_status(kst_t *k, kst_obj_t *o, json_t **out, json_t **event, 
     }
     if (w[C_READY].st == 'F')
         w[C_DEGRADED] = (want_cond_t){'T', w[C_READY].reason, w[C_READY].message};
+    *new_failure = w[C_READY].st == 'F' && (o->cond[C_READY].st != 'F' || o->cond[C_READY].reason == NULL ||
+                                            strcmp(o->cond[C_READY].reason, w[C_READY].reason) != 0);
 
     json_t *conds = json_array();
     for (int t = 0; conds && t < C_N; t++)
@@ -808,7 +830,8 @@ static int write_one(kst_t *k, kst_obj_t *o)
     json_t *want = NULL, *event = NULL, *patch = NULL;
     uint64_t digest = 0;
     char *path = NULL;
-    int rc = desired_status(k, o, &want, &event, &digest);
+    bool floor = false, new_failure = false;
+    int rc = desired_status(k, o, &want, &event, &digest, &floor, &new_failure);
     if (rc == BD_ENOTFOUND) {
         unmark(k, o);
         if (!o->observed && o->call == NULL) { /* marked only: nothing will delete it */
@@ -823,11 +846,26 @@ static int write_one(kst_t *k, kst_obj_t *o)
     rc = canon_hash(want, h);
     if (rc != BD_OK)
         goto out;
-    if (memcmp(h, o->hash, KST_HASH_LEN) == 0) {
+    if (memcmp(h, o->hash, KST_HASH_LEN) == 0 &&
+        !(floor && json_integer_value(json_object_get(want, "serial")) != o->serial)) {
         k->st.skipped++;
+        o->fail_held = false;
         unmark(k, o);
         goto out;
     }
+    /* A new failure waits fail_delay_ms, once: objects created together reach the journal
+     * through separate watches, so a record can be projected before the DNSZone that
+     * selects it arrives; usually the failure is gone by then, and neither its write nor
+     * its Warning (nor the write that would undo it) is sent. */
+    if (new_failure && !o->fail_held && k->o.fail_delay_ms > 0) {
+        o->fail_held = true;
+        unmark(k, o);
+        double due = loop_now(k) + k->o.fail_delay_ms / 1000.0;
+        if ((rc = mark_at(k, o, due)) == BD_OK)
+            schedule(k, due);
+        goto out;
+    }
+    o->fail_held = false;
     /* The patch: the desired status, and null for managed keys no longer wanted. */
     json_t *st = json_deep_copy(want);
     patch = st ? json_pack("{s:o}", "status", st) : NULL;

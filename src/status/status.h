@@ -20,7 +20,7 @@
  *   Progressing  False/Reconciled; a Bind9Instance whose readyReplicas (from the
  *                ready_replicas hook) is below its replicas: True/RollingOut
  *   Degraded     True with the Ready reason when not Ready, else False/AsExpected
- * plus DNSZone recordCount, serial and instances; records zone and fqdn; Bind9Instance
+ * plus DNSZone recordCount, serial and instances; records zone, fqdn and serial; Bind9Instance
  * role, replicas and readyReplicas (when the hook knows it). observedGeneration is the
  * generation the projector evaluated (the latest for InvalidSpec, else the last valid
  * one). lastTransitionTime is kept from the observed condition when its status did not
@@ -34,8 +34,19 @@
  *
  * Failures: a failed write is retried with the client's per-object backoff (backoff_key
  * "Kind/ns/name"); 404 (object gone) and 4xx refusals are not retried. Events are best
- * effort (no retry). Zone marks caused only by a serial/recordCount change (through
- * kst_mark_changes) wait zone_delay_ms, so a burst of record changes costs one zone write.
+ * effort (no retry). Zone marks caused by a zone's changes (through kst_mark_changes)
+ * wait zone_delay_ms, so a burst of record additions costs one zone write.
+ *
+ * A status that newly reports a failure (Ready False, or another reason) is written
+ * fail_delay_ms after it is first due, re-evaluated then: objects created together reach
+ * the journal through separate watches, so a record can be projected before the DNSZone
+ * that selects it, and the transient failure would cost a write, a Warning and a write
+ * to undo it.
+ *
+ * Serials: status.serial is written with an object's status, never alone (except a
+ * takeover floor): a record's carries the serial of the zone version that publishes it,
+ * a DNSZone's the serial when its status last changed. So a record edit costs one write,
+ * and the leader's serials still reach every replica's journal (the projector's floor).
  *
  * Coupling: records' zone/fqdn and DNSZone recordCount are read from the projector's
  * status message ("published as FQDN in zone Z", "... with N records") until the
@@ -73,7 +84,8 @@ typedef struct kst_opts {
     const char *component;  /* Event source.component; default "bindy" (copied) */
     const char *instance;   /* Event reportingInstance (pod name); default "" (copied) */
     unsigned max_inflight;  /* status writes in flight at most; default 64 */
-    unsigned zone_delay_ms; /* delay of serial/recordCount-only zone writes; default 1000 */
+    unsigned zone_delay_ms; /* delay of zone writes caused by the zone's changes; default 1000 */
+    unsigned fail_delay_ms; /* delay of a status that newly reports a failure; default 1000, 0: none */
 } kst_opts_t;
 
 void kst_opts_init(kst_opts_t *o);

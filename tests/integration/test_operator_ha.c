@@ -247,9 +247,10 @@ static void test_partition(void **state)
 }
 
 /* status.serial of dns-system/example-com as the double stores it; -1 when unset. */
-static long zone_serial(oph_t *h)
+/* The serial the leader published the www record in (its status.serial); -1 when none. */
+static long record_serial(oph_t *h)
 {
-    char *txt = bd_apiserver_get(oph_apiserver(h), "bindy.firestoned.io", "dnszones", "dns-system", "example-com");
+    char *txt = bd_apiserver_get(oph_apiserver(h), "bindy.firestoned.io", "arecords", "dns-system", "www");
     json_t *j = txt ? json_loads(txt, 0, NULL) : NULL;
     free(txt);
     json_t *v = json_object_get(json_object_get(j, "status"), "serial");
@@ -262,10 +263,10 @@ static long zone_serial(oph_t *h)
 static long settled_serial(oph_t *h, double quiet, double timeout)
 {
     double end = oph_now() + timeout, since = oph_now();
-    long last = zone_serial(h);
+    long last = record_serial(h);
     while (oph_now() < end) {
         usleep(100000);
-        long now = zone_serial(h);
+        long now = record_serial(h);
         if (now != last) {
             last = now;
             since = oph_now();
@@ -285,8 +286,9 @@ static void set_www(oph_t *h, int n)
 }
 
 /* The serials a new leader publishes continue above its predecessor's, even when it
- * started late and journaled fewer versions of the zone: the leader writes each zone's
- * serial to its status, every replica journals that, and the projector never goes below. */
+ * started late and journaled fewer versions of the zone: the leader writes the serial
+ * that publishes a record into the record's status, every replica journals that, and the
+ * projector never goes below. */
 static void test_serial_continuity(void **state)
 {
     oph_t *h = NULL;
@@ -342,10 +344,10 @@ static void test_serial_continuity(void **state)
     /* and its next version goes above */
     set_www(h, 7);
     end = oph_now() + 15;
-    while (oph_now() < end && zone_serial(h) <= after_takeover)
+    while (oph_now() < end && record_serial(h) <= after_takeover)
         usleep(100000);
-    fprintf(stderr, "serial after one more change: %ld\n", zone_serial(h));
-    assert_true(zone_serial(h) > after_takeover);
+    fprintf(stderr, "serial after one more change: %ld\n", record_serial(h));
+    assert_true(record_serial(h) > after_takeover);
     oph_free(h);
 }
 

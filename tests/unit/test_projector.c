@@ -296,6 +296,48 @@ static void set_www(proj_t *p, const char *addr)
     json_decref(a);
 }
 
+/* A record's status carries the serial of the zone version that published it (a record
+ * edit does not rewrite its zone's status): a replica that journaled fewer versions goes
+ * above it too, and the leader, which published it, makes no new version. */
+static void test_record_published_serial(void **state)
+{
+    (void)state;
+    proj_t *a = examples_projector(), *b = examples_projector();
+    const char *addrs[] = {"192.0.2.31", "192.0.2.32", "192.0.2.33", "192.0.2.34"};
+    for (int i = 0; i < 4; i++)
+        set_www(a, addrs[i]);
+    set_www(b, addrs[3]);
+    uint32_t sa = proj_zone_serial(proj_zone_get(a, "example.com"));
+    assert_true(sa > proj_zone_serial(proj_zone_get(b, "example.com")));
+
+    char yaml[640];
+    snprintf(yaml, sizeof(yaml),
+             "apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+             "metadata: {name: www-example-com, namespace: dns-system, labels: {zone: example.com}}\n"
+             "spec: {name: www, ttl: 300, ipv4Addresses: [%s]}\n"
+             "status: {zone: example.com, fqdn: www.example.com., serial: %u}\n",
+             addrs[3], sa);
+    json_t *w = parse(yaml);
+    apply(a, JNL_MODIFIED, w);
+    apply(b, JNL_MODIFIED, w);
+    json_decref(w);
+    assert_int_equal(proj_zone_serial(proj_zone_get(a, "example.com")), sa);
+    assert_int_equal(proj_zone_serial(proj_zone_get(b, "example.com")), sa + 1);
+    /* a serial for a zone the replica does not know changes nothing */
+    snprintf(yaml, sizeof(yaml),
+             "apiVersion: bindy.firestoned.io/v1beta1\nkind: ARecord\n"
+             "metadata: {name: www-example-com, namespace: dns-system, labels: {zone: example.com}}\n"
+             "spec: {name: www, ttl: 300, ipv4Addresses: [%s]}\n"
+             "status: {zone: example.org, fqdn: www.example.org., serial: %u}\n",
+             addrs[3], sa + 100);
+    w = parse(yaml);
+    apply(b, JNL_MODIFIED, w);
+    json_decref(w);
+    assert_int_equal(proj_zone_serial(proj_zone_get(b, "example.com")), sa + 1);
+    proj_free(a);
+    proj_free(b);
+}
+
 /* A status-only update of a DNSZone (bindy's own status writes come back through the
  * watch) makes no zone version; the serial a leader published (status.serial) carries a
  * replica that journaled fewer versions up to the same serial, without a new version. */
@@ -1147,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_catalogs_and_topology),
         cmocka_unit_test(test_incremental_change_and_serial),
         cmocka_unit_test(test_published_serial),
+        cmocka_unit_test(test_record_published_serial),
         cmocka_unit_test(test_conflicts_and_bad_input),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_zone_membership_incremental),
