@@ -671,6 +671,15 @@ int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
     }
     if ((rc = bd_mkdirs(rt.named_dir, 0750, err)) != BD_OK)
         goto out;
+    /* named gets it as its working directory and in named.conf: absolute, whatever the
+     * caller's --state-dir was */
+    char *abs_named = realpath(rt.named_dir, NULL);
+    if (abs_named == NULL) {
+        rc = bd_err_set(err, BD_EIO, "%s: %s", rt.named_dir, strerror(errno));
+        goto out;
+    }
+    free(rt.named_dir);
+    rt.named_dir = abs_named;
     if ((rc = load_keys(&rt, err)) != BD_OK)
         goto out;
     jnl_opts_t jo;

@@ -18,8 +18,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() {
-  "$BINDY" run --local "$man" --state-dir "$state" >"$out" 2>>"$log" &
+start() { # relative paths, as scripts/run.sh passes them
+  (cd "$work" && exec "$BINDY" run --local manifests --state-dir state) >"$out" 2>>"$log" &
   pid=$!
 }
 # until SECONDS CMD...: retry CMD every 0.2 s until it succeeds or time runs out
