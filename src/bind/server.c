@@ -548,14 +548,13 @@ static int conn_xfr_next(server_conn_t *c)
         goto cleanup;
     }
     rc = BD_EINTERNAL;
-    if (server__tsig_sign(&srv->tsig, p, c->xfr_mac, c->xfr_msgs > 0) != 0)
-        goto cleanup;
     if (ldns_pkt2wire(&wire, p, &len) != LDNS_STATUS_OK) {
         wire = NULL;
         goto cleanup;
     }
-    ldns_rdf *mac = ldns_rdf_clone(server__tsig_mac(p));
-    if (mac == NULL)
+    /* signed as encoded: ldns_pkt_tsig_sign_next would encode the message once more */
+    ldns_rdf *mac = NULL;
+    if ((rc = server__tsig_sign_wire(&srv->tsig, &wire, &len, c->xfr_mac, c->xfr_msgs > 0, &mac)) != 0)
         goto cleanup;
     ldns_rdf_deep_free(c->xfr_mac);
     c->xfr_mac = mac;

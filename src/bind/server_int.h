@@ -12,6 +12,7 @@
 
 #include <ev.h>
 #include <ldns/ldns.h>
+#include <openssl/evp.h>
 
 #include "server.h"
 
@@ -26,6 +27,9 @@ typedef struct server_tsig {
     const char *alg;                         /* ldns algorithm name: "hmac-sha256." */
     ldns_rdf *name_rdf, *alg_rdf;            /* canonical */
     char *b64;                               /* secret, base64 (what ldns takes); wiped */
+    uint8_t secret[BIND_SERVER_SECRET_MAX];  /* the same, raw (for signing wire); wiped */
+    size_t secret_len;
+    const EVP_MD *md;
 } server_tsig_t;
 
 typedef enum {
@@ -58,6 +62,14 @@ server_tsig_result_t server__tsig_verify(const server_tsig_t *t, ldns_pkt *pkt,
  * (a request). Returns 0 or BD_EINTERNAL. */
 int server__tsig_sign(const server_tsig_t *t, ldns_pkt *pkt, const ldns_rdf *prior_mac,
                       bool timers_only);
+
+/* Sign a message already in wire form (without TSIG; *wire malloc'd, owned by the
+ * caller): its TSIG RR is appended (*wire reallocated, *len grown) and ARCOUNT raised.
+ * prior_mac and timers_only as for server__tsig_sign, whose MAC this computes the same
+ * way (RFC 8945 4.3), without ldns encoding the message a second time. *mac_out gets
+ * the new MAC (INT16_DATA rdf, owned by the caller). Returns 0, BD_ENOMEM, BD_EINTERNAL. */
+int server__tsig_sign_wire(const server_tsig_t *t, uint8_t **wire, size_t *len, const ldns_rdf *prior_mac,
+                           bool timers_only, ldns_rdf **mac_out);
 
 /* The MAC rdf of pkt's TSIG (borrowed), NULL without one. */
 const ldns_rdf *server__tsig_mac(const ldns_pkt *pkt);

@@ -24,6 +24,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "log.h"
@@ -33,9 +34,10 @@ static const struct {
     const char *name; /* named.conf */
     const char *ldns; /* ldns / wire */
     size_t len;       /* hash bytes = generated secret bytes */
+    const EVP_MD *(*md)(void);
 } algs[] = {
-    [BIND_SERVER_HMAC_SHA256] = {"hmac-sha256", "hmac-sha256.", 32},
-    [BIND_SERVER_HMAC_SHA512] = {"hmac-sha512", "hmac-sha512.", 64},
+    [BIND_SERVER_HMAC_SHA256] = {"hmac-sha256", "hmac-sha256.", 32, EVP_sha256},
+    [BIND_SERVER_HMAC_SHA512] = {"hmac-sha512", "hmac-sha512.", 64, EVP_sha512},
 };
 #define NALGS (sizeof(algs) / sizeof(algs[0]))
 
@@ -137,6 +139,7 @@ static void tsig_clear(server_tsig_t *t)
         OPENSSL_cleanse(t->b64, strlen(t->b64));
         free(t->b64);
     }
+    OPENSSL_cleanse(t->secret, sizeof(t->secret));
     memset(t, 0, sizeof(*t));
 }
 
@@ -163,6 +166,9 @@ int server__tsig_set(server_tsig_t *t, const bind_server_key_t *key)
         return BD_ENOMEM;
     }
     EVP_EncodeBlock((unsigned char *)n.b64, key->secret, (int)key->secret_len);
+    memcpy(n.secret, key->secret, key->secret_len);
+    n.secret_len = key->secret_len;
+    n.md = algs[key->alg].md();
     n.set = true;
     tsig_clear(t);
     *t = n;
@@ -237,6 +243,95 @@ int server__tsig_sign(const server_tsig_t *t, ldns_pkt *pkt, const ldns_rdf *pri
         return BD_EINTERNAL;
     }
     return BD_OK;
+}
+
+int server__tsig_sign_wire(const server_tsig_t *t, uint8_t **wire, size_t *len, const ldns_rdf *prior_mac,
+                           bool timers_only, ldns_rdf **mac_out)
+{
+    int rc = BD_ENOMEM;
+    ldns_buffer *in = NULL, *out = NULL;
+    ldns_rr *rr = NULL;
+    uint8_t when[6], md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    *mac_out = NULL;
+    if (!t->set || *len < LDNS_HEADER_SIZE)
+        return BD_EINTERNAL;
+    uint64_t now = (uint64_t)time(NULL);
+    for (int i = 5; i >= 0; i--) {
+        when[i] = (uint8_t)(now & 0xff);
+        now >>= 8;
+    }
+    /* what the MAC covers, in ldns_pkt_tsig_sign_next's order (RFC 8945 4.3.1-4.3.3) */
+    if ((in = ldns_buffer_new(*len + 600)) == NULL)
+        goto out;
+    if (prior_mac != NULL)
+        ldns_rdf2buffer_wire(in, prior_mac); /* MAC size, MAC */
+    ldns_buffer_write(in, *wire, *len);
+    if (!timers_only) {
+        ldns_rdf2buffer_wire(in, t->name_rdf); /* canonical (lower case) since set */
+        ldns_buffer_write_u16(in, LDNS_RR_CLASS_ANY);
+        ldns_buffer_write_u32(in, 0);
+        ldns_rdf2buffer_wire(in, t->alg_rdf);
+    }
+    ldns_buffer_write(in, when, sizeof(when));
+    ldns_buffer_write_u16(in, SERVER_TSIG_FUDGE);
+    if (!timers_only) {
+        ldns_buffer_write_u16(in, 0); /* error */
+        ldns_buffer_write_u16(in, 0); /* other len */
+    }
+    if (ldns_buffer_status(in) != LDNS_STATUS_OK)
+        goto out;
+    rc = BD_EINTERNAL;
+    if (HMAC(t->md, t->secret, (int)t->secret_len, ldns_buffer_begin(in), ldns_buffer_position(in), md, &mdlen) ==
+        NULL)
+        goto out;
+    rc = BD_ENOMEM;
+    /* the TSIG RR, encoded by ldns and appended: owner and algorithm uncompressed */
+    if ((rr = ldns_rr_new()) == NULL)
+        goto out;
+    ldns_rr_set_type(rr, LDNS_RR_TYPE_TSIG);
+    ldns_rr_set_class(rr, LDNS_RR_CLASS_ANY);
+    ldns_rr_set_ttl(rr, 0);
+    ldns_rdf *owner = ldns_rdf_clone(t->name_rdf);
+    ldns_rdf *rd[7] = {
+        ldns_rdf_clone(t->alg_rdf),
+        ldns_rdf_new_frm_data(LDNS_RDF_TYPE_TSIGTIME, sizeof(when), when),
+        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, SERVER_TSIG_FUDGE),
+        ldns_native2rdf_int16_data(mdlen, md),
+        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, LDNS_ID_WIRE(*wire)),
+        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, 0),
+        ldns_native2rdf_int16_data(0, NULL),
+    };
+    bool ok = owner != NULL;
+    for (int i = 0; i < 7; i++)
+        ok = ok && rd[i] != NULL;
+    if (!ok) {
+        ldns_rdf_deep_free(owner);
+        for (int i = 0; i < 7; i++)
+            ldns_rdf_deep_free(rd[i]);
+        goto out;
+    }
+    ldns_rr_set_owner(rr, owner);
+    for (int i = 0; i < 7; i++)
+        ldns_rr_push_rdf(rr, rd[i]);
+    if ((out = ldns_buffer_new(512)) == NULL || ldns_rr2buffer_wire(out, rr, LDNS_SECTION_ADDITIONAL) != LDNS_STATUS_OK)
+        goto out;
+    size_t add = ldns_buffer_position(out);
+    uint8_t *grown = realloc(*wire, *len + add);
+    if (grown == NULL)
+        goto out;
+    memcpy(grown + *len, ldns_buffer_begin(out), add);
+    ldns_write_uint16(grown + LDNS_ARCOUNT_OFF, (uint16_t)(LDNS_ARCOUNT(grown) + 1));
+    *wire = grown;
+    *len += add;
+    if ((*mac_out = ldns_rdf_clone(rd[3])) == NULL)
+        goto out;
+    rc = BD_OK;
+out:
+    ldns_buffer_free(in);
+    ldns_buffer_free(out);
+    ldns_rr_free(rr);
+    return rc;
 }
 
 int server__tsig_error(ldns_pkt *resp, const ldns_pkt *req, uint16_t error)
