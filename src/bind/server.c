@@ -53,7 +53,78 @@ struct server_conn {
     ldns_rr *xfr_question;
     ldns_rdf *xfr_mac; /* request MAC, then the MAC of the last message sent */
     char xfr_what[320];
+    struct server_xfr_wire *xfr_wire; /* its messages, shared with the same transfer to others */
 };
+
+/* The messages of one transfer as encoded (before TSIG, which differs per client), shared
+ * by the connections sending the same transfer at the same time: the replicas of an
+ * instance ask for the same IXFR on one NOTIFY, and the second encodes nothing. A
+ * transfer is the same when its question, kind, first and last serial and RR count are:
+ * a zone's content has one serial. It lives while a connection sends it. */
+typedef struct server_xfr_wire {
+    struct server_xfr_wire *next;
+    unsigned refs;
+    char *key;
+    size_t n, cap;
+    struct xfr_msg {
+        uint8_t *wire;
+        size_t len, nrr;
+    } *m;
+} xfr_wire_t;
+
+static xfr_wire_t *xfr_wire_get(bind_server_t *srv, const char *key)
+{
+    for (xfr_wire_t *w = srv->xfr_wires; w; w = w->next)
+        if (strcmp(w->key, key) == 0) {
+            w->refs++;
+            return w;
+        }
+    xfr_wire_t *w = calloc(1, sizeof(*w));
+    if (w == NULL || (w->key = strdup(key)) == NULL) {
+        free(w);
+        return NULL; /* encoded without sharing */
+    }
+    w->refs = 1;
+    w->next = srv->xfr_wires;
+    srv->xfr_wires = w;
+    return w;
+}
+
+static void xfr_wire_put(bind_server_t *srv, xfr_wire_t *w)
+{
+    if (w == NULL || --w->refs > 0)
+        return;
+    for (xfr_wire_t **pp = &srv->xfr_wires; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    for (size_t i = 0; i < w->n; i++)
+        free(w->m[i].wire);
+    free(w->m);
+    free(w->key);
+    free(w);
+}
+
+/* Keep a copy of message i (the next one) of w; without memory it is simply not shared. */
+static void xfr_wire_add(xfr_wire_t *w, size_t i, const uint8_t *wire, size_t len, size_t nrr)
+{
+    if (w == NULL || i != w->n)
+        return;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 16;
+        struct xfr_msg *m = realloc(w->m, cap * sizeof(*m));
+        if (m == NULL)
+            return;
+        w->m = m;
+        w->cap = cap;
+    }
+    uint8_t *copy = malloc(len);
+    if (copy == NULL)
+        return;
+    memcpy(copy, wire, len);
+    w->m[w->n++] = (struct xfr_msg){copy, len, nrr};
+}
 
 /* What server_handle decided. */
 typedef struct answer {
@@ -476,6 +547,7 @@ static void conn_close(server_conn_t *c, const char *why)
         c->next->prev = c->prev;
     srv->nconns--;
     bind_zonedb_xfr_free(c->xfr);
+    xfr_wire_put(srv, c->xfr_wire);
     ldns_rr_free(c->xfr_question);
     ldns_rdf_deep_free(c->xfr_mac);
     free(c->in);
@@ -506,15 +578,16 @@ static int conn_put(server_conn_t *c, uint8_t *wire, size_t len)
     return BD_OK;
 }
 
-/* The next message of the transfer into the output buffer. */
-static int conn_xfr_next(server_conn_t *c)
+/* Encode the next message of the transfer (without TSIG) into *wire (malloc'd); advances
+ * xfr_pos past its RRs, *nrr of them. */
+static int xfr_encode(server_conn_t *c, uint8_t **wire, size_t *len, size_t *nrr)
 {
     bind_server_t *srv = c->srv;
     ldns_pkt *p = ldns_pkt_new();
-    uint8_t *wire = NULL;
-    size_t len = 0, used = 0, count = 0;
+    size_t used = 0, count = 0;
     int rc = BD_ENOMEM;
 
+    *wire = NULL;
     if (p == NULL)
         return BD_ENOMEM;
     ldns_pkt_set_id(p, c->xfr_id);
@@ -548,26 +621,53 @@ static int conn_xfr_next(server_conn_t *c)
         goto cleanup;
     }
     rc = BD_EINTERNAL;
-    if (ldns_pkt2wire(&wire, p, &len) != LDNS_STATUS_OK) {
-        wire = NULL;
+    if (ldns_pkt2wire(wire, p, len) != LDNS_STATUS_OK) {
+        *wire = NULL;
         goto cleanup;
     }
-    /* signed as encoded: ldns_pkt_tsig_sign_next would encode the message once more */
-    ldns_rdf *mac = NULL;
-    if ((rc = server__tsig_sign_wire(&srv->tsig, &wire, &len, c->xfr_mac, c->xfr_msgs > 0, &mac)) != 0)
-        goto cleanup;
-    ldns_rdf_deep_free(c->xfr_mac);
-    c->xfr_mac = mac;
-    rc = conn_put(c, wire, len);
-    wire = NULL;
-    if (rc == 0) {
-        c->xfr_msgs++;
-        srv->stats.xfr_messages++;
-    }
+    *nrr = count;
+    rc = BD_OK;
 cleanup:
     ldns_rr_list_set_rr_count(ldns_pkt_answer(p), 0); /* the RRs are the zonedb's */
     ldns_pkt_free(p);
-    free(wire);
+    return rc;
+}
+
+/* The next message of the transfer into the output buffer: encoded (or as another
+ * connection encoded it, with our ID), then signed as encoded (ldns_pkt_tsig_sign_next
+ * would encode it once more). */
+static int conn_xfr_next(server_conn_t *c)
+{
+    bind_server_t *srv = c->srv;
+    xfr_wire_t *w = c->xfr_wire;
+    uint8_t *wire = NULL;
+    size_t len = 0, nrr = 0;
+    int rc;
+    if (w != NULL && c->xfr_msgs < w->n) {
+        const struct xfr_msg *m = &w->m[c->xfr_msgs];
+        if ((wire = malloc(m->len)) == NULL)
+            return BD_ENOMEM;
+        memcpy(wire, m->wire, m->len);
+        len = m->len;
+        LDNS_ID_SET(wire, c->xfr_id);
+        c->xfr_pos += m->nrr;
+        srv->stats.xfr_shared++;
+    } else {
+        if ((rc = xfr_encode(c, &wire, &len, &nrr)) != BD_OK)
+            return rc;
+        xfr_wire_add(w, c->xfr_msgs, wire, len, nrr);
+    }
+    ldns_rdf *mac = NULL;
+    if ((rc = server__tsig_sign_wire(&srv->tsig, &wire, &len, c->xfr_mac, c->xfr_msgs > 0, &mac)) != 0) {
+        free(wire);
+        return rc;
+    }
+    ldns_rdf_deep_free(c->xfr_mac);
+    c->xfr_mac = mac;
+    if ((rc = conn_put(c, wire, len)) == BD_OK) {
+        c->xfr_msgs++;
+        srv->stats.xfr_messages++;
+    }
     return rc;
 }
 
@@ -582,6 +682,8 @@ static bool conn_done_writing(server_conn_t *c)
         bd_info("%s to %s done: %zu messages", c->xfr_what, c->peer, c->xfr_msgs);
         bind_zonedb_xfr_free(c->xfr);
         c->xfr = NULL;
+        xfr_wire_put(srv, c->xfr_wire);
+        c->xfr_wire = NULL;
         ldns_rr_free(c->xfr_question);
         c->xfr_question = NULL;
         ldns_rdf_deep_free(c->xfr_mac);
@@ -657,6 +759,12 @@ static bool conn_process(server_conn_t *c)
             c->xfr_pos = 0;
             c->xfr_msgs = 0;
             snprintf(c->xfr_what, sizeof(c->xfr_what), "%s", a.what);
+            char *owner = ldns_rdf2str(ldns_rr_owner(a.question)), key[512];
+            snprintf(key, sizeof(key), "%s|%s|%u|%u|%zu", a.what, owner ? owner : "",
+                     (unsigned)ldns_rr_get_type(a.question), bind_zonedb_xfr_serial(a.xfr),
+                     bind_zonedb_xfr_count(a.xfr));
+            free(owner);
+            c->xfr_wire = xfr_wire_get(srv, key);
             a.xfr = NULL;
             a.question = NULL;
             a.mac = NULL;

@@ -120,6 +120,7 @@ typedef struct bind_server_stats {
     uint64_t xfr_done;       /* transfers written out completely */
     uint64_t xfr_aborted;    /* transfers cut (client gone, timeout, serving off) */
     uint64_t xfr_messages;   /* transfer messages sent */
+    uint64_t xfr_shared;     /* of which encoded once for another connection sending the same transfer */
     uint64_t refused;        /* REFUSED answers */
     uint64_t notauth;        /* NOTAUTH answers (TSIG failures) */
     uint64_t formerr, notimp;

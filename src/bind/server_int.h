@@ -138,6 +138,7 @@ struct bind_server {
 
     server_conn_t *conns; /* doubly linked */
     size_t nconns;
+    struct server_xfr_wire *xfr_wires; /* transfers being sent, encoded (server.c) */
     double last_reject_log;
 
     /* NOTIFY */

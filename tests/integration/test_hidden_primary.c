@@ -955,6 +955,73 @@ static int tcp_state(int fd)
     return 1;
 }
 
+/* One whole TCP message from fd (non-blocking), pumping the loop meanwhile; its length. */
+static size_t tcp_read_msg(int fd, uint8_t *buf, size_t cap)
+{
+    size_t have = 0, want = 2;
+    uint8_t hdr[2];
+    for (int i = 0; i < 500 && have < want; i++) {
+        ssize_t r = want == 2 ? read(fd, hdr + have, 2 - have) : read(fd, buf + have, want - have);
+        if (r > 0) {
+            have += (size_t)r;
+            if (want == 2 && have == 2) {
+                want = (size_t)hdr[0] << 8 | hdr[1];
+                assert_true(want <= cap);
+                have = 0;
+            }
+            continue;
+        }
+        pump(0.01);
+    }
+    assert_int_equal(have, want);
+    return have;
+}
+
+/* Two clients ask for the same transfer at once: the second gets the messages the first
+ * had encoded (xfr_shared), each with its own ID and its own valid TSIG. */
+static void test_same_transfer_shared(void **state)
+{
+    bind_server_stats_t before, after;
+    bind_server_stats(g_srv, &before);
+    int fd[2];
+    ldns_rdf *mac[2];
+    uint16_t id[2];
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        uint8_t *q = make_query("example.com.", LDNS_RR_TYPE_AXFR, 0, "xfr.", &mac[i], &len);
+        id[i] = LDNS_ID_WIRE(q);
+        uint8_t *framed = malloc(len + 2);
+        framed[0] = (uint8_t)(len >> 8);
+        framed[1] = (uint8_t)len;
+        memcpy(framed + 2, q, len);
+        fd[i] = tcp_connect(bind_server_port(g_srv));
+        assert_int_equal(write(fd[i], framed, len + 2), (ssize_t)(len + 2));
+        free(framed);
+        free(q);
+    }
+    char *texts[2];
+    for (int i = 0; i < 2; i++) {
+        static uint8_t buf[65536];
+        size_t n = tcp_read_msg(fd[i], buf, sizeof(buf));
+        ldns_pkt *r = NULL;
+        assert_int_equal(ldns_wire2pkt(&r, buf, n), LDNS_STATUS_OK);
+        assert_int_equal(ldns_pkt_id(r), id[i]);
+        assert_int_equal(ldns_pkt_get_rcode(r), LDNS_RCODE_NOERROR);
+        assert_true(ldns_pkt_tsig_verify(r, buf, n, "xfr.", g_secret, mac[i]));
+        assert_true(ldns_pkt_ancount(r) >= 2);
+        texts[i] = ldns_rr_list2str(ldns_pkt_answer(r));
+        ldns_pkt_free(r);
+        ldns_rdf_deep_free(mac[i]);
+        close(fd[i]);
+    }
+    assert_string_equal(texts[0], texts[1]);
+    free(texts[0]);
+    free(texts[1]);
+    pump(0.05);
+    bind_server_stats(g_srv, &after);
+    assert_true(after.xfr_shared >= before.xfr_shared + 1);
+}
+
 static void test_caps_and_notify_retries(void **state)
 {
     bind_zonedb_t *db = NULL;
@@ -1584,6 +1651,7 @@ int main(void)
         cmocka_unit_test(test_catalog_zone),
         cmocka_unit_test(test_malformed_input),
         cmocka_unit_test(test_udp_transfer_queries),
+        cmocka_unit_test(test_same_transfer_shared),
         cmocka_unit_test(test_caps_and_notify_retries),
         cmocka_unit_test(test_rendered_notify_chain),
         cmocka_unit_test(test_rendered_rndc_at_pod_address),
