@@ -140,7 +140,51 @@ typedef struct rrset_key {
     ldns_rdf *owner; /* canonical */
     uint16_t type;
     uint64_t *ops; /* the db's work counter */
+    uint8_t *ck;   /* owner in an encoding whose memcmp order is the canonical order */
+    size_t cklen;
 } rrset_key_t;
+
+#define CK_MAX (2 * LDNS_MAX_DOMAINLEN + 2)
+
+/* The owner's labels from the last to the first, each lower-cased and ended by 0x00, its
+ * bytes 0x00 and 0x01 escaped as 0x01 0x01 and 0x01 0x02: memcmp then orders names as
+ * RFC 4034 6.1 (ldns_dname_compare) does, a label before the labels it is a prefix of,
+ * a name before its subdomains, without walking labels on every comparison of the
+ * tree. out: CK_MAX bytes. Returns the length. */
+static size_t canon_key(const ldns_rdf *dname, uint8_t *out)
+{
+    const uint8_t *d = ldns_rdf_data(dname);
+    size_t n = ldns_rdf_size(dname), starts[LDNS_MAX_DOMAINLEN / 2 + 1], nl = 0, len = 0;
+    for (size_t p = 0; p < n && d[p] != 0 && nl < sizeof(starts) / sizeof(*starts); p += 1 + d[p])
+        starts[nl++] = p;
+    while (nl-- > 0) {
+        const uint8_t *l = d + starts[nl];
+        for (size_t i = 1; i <= l[0] && len + 3 <= CK_MAX; i++) {
+            uint8_t c = LDNS_DNAME_NORMALIZE(l[i]);
+            if (c <= 1) {
+                out[len++] = 1;
+                out[len++] = (uint8_t)(c + 1);
+            } else {
+                out[len++] = c;
+            }
+        }
+        if (len < CK_MAX)
+            out[len++] = 0;
+    }
+    return len;
+}
+
+static int rrset_key_cmp(const void *a, const void *b)
+{
+    const rrset_key_t *x = a, *y = b;
+    (*x->ops)++;
+    int c = memcmp(x->ck, y->ck, x->cklen < y->cklen ? x->cklen : y->cklen);
+    if (c != 0)
+        return c;
+    if (x->cklen != y->cklen)
+        return x->cklen < y->cklen ? -1 : 1;
+    return x->type < y->type ? -1 : x->type > y->type ? 1 : 0;
+}
 
 typedef struct rrset {
     ldns_rbnode_t node; /* first; node.key = &key */
@@ -149,32 +193,27 @@ typedef struct rrset {
     size_t n, cap;
 } rrset_t;
 
-static int rrset_key_cmp(const void *a, const void *b)
-{
-    const rrset_key_t *x = a, *y = b;
-    (*x->ops)++;
-    int c = ldns_dname_compare(x->owner, y->owner);
-    if (c != 0)
-        return c;
-    return x->type < y->type ? -1 : x->type > y->type ? 1 : 0;
-}
-
 static rrset_t *rrset_new(const entry_t *first, uint64_t *ops, size_t cap)
 {
     rrset_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
+    uint8_t ck[CK_MAX];
     s->key.owner = ldns_rdf_clone(ldns_rr_owner(first->rr));
     s->key.type = ldns_rr_get_type(first->rr);
     s->key.ops = ops;
+    s->key.cklen = s->key.owner ? canon_key(s->key.owner, ck) : 0;
+    s->key.ck = malloc(s->key.cklen ? s->key.cklen : 1);
     s->rrs = calloc(cap ? cap : 1, sizeof(*s->rrs));
     s->cap = cap ? cap : 1;
-    if (s->key.owner == NULL || s->rrs == NULL) {
+    if (s->key.owner == NULL || s->key.ck == NULL || s->rrs == NULL) {
         ldns_rdf_deep_free(s->key.owner);
+        free(s->key.ck);
         free(s->rrs);
         free(s);
         return NULL;
     }
+    memcpy(s->key.ck, ck, s->key.cklen);
     s->node.key = &s->key;
     return s;
 }
@@ -187,6 +226,7 @@ static void rrset_free(rrset_t *s)
         entry_unref(s->rrs[i]);
     free(s->rrs);
     ldns_rdf_deep_free(s->key.owner);
+    free(s->key.ck);
     free(s);
 }
 
@@ -491,7 +531,8 @@ static int rr_check(const ldns_rr *rr, const ldns_rdf *apex, const char *zone, b
 
 static rrset_t *rrset_find(zone_t *z, const ldns_rdf *owner, uint16_t type, uint64_t *ops)
 {
-    rrset_key_t k = {(ldns_rdf *)owner, type, ops};
+    uint8_t ck[CK_MAX];
+    rrset_key_t k = {(ldns_rdf *)owner, type, ops, ck, canon_key(owner, ck)};
     ldns_rbnode_t *n = ldns_rbtree_search(&z->rrsets, &k);
     return n == NULL ? NULL : (rrset_t *)n;
 }

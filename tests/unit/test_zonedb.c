@@ -138,6 +138,50 @@ static void test_create_and_read(void **state)
     bind_zonedb_free(db);
 }
 
+/* AXFR walks RRsets in canonical order (RFC 4034 6.1, ldns_dname_compare), then by type:
+ * escaped bytes 0 and 1, upper case, labels that are prefixes, deeper names. */
+static void test_canonical_order(void **state)
+{
+    (void)state;
+    bind_zonedb_t *db = new_db(0, 0);
+    bd_err_t err;
+    assert_int_equal(apply(db, "example.com", NULL,
+                           "@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n"
+                           "@ IN NS ns1\n"
+                           "ns1 IN A 192.0.2.53\n"
+                           "z IN A 192.0.2.1\n"
+                           "a IN A 192.0.2.1\n"
+                           "a IN TXT \"x\"\n"
+                           "B.a IN A 192.0.2.1\n"
+                           "\\000.a IN A 192.0.2.1\n"
+                           "\\001.a IN A 192.0.2.1\n"
+                           "\\002.a IN A 192.0.2.1\n"
+                           "a\\000 IN A 192.0.2.1\n"
+                           "ab IN A 192.0.2.1\n"
+                           "*.z IN A 192.0.2.1\n"
+                           "yz.z IN A 192.0.2.1\n"
+                           "\\200 IN A 192.0.2.1\n"
+                           "y.ab IN A 192.0.2.1\n",
+                           2, &err),
+                     0);
+    ldns_rdf *apex = ldns_dname_new_frm_str("example.com.");
+    bind_zonedb_xfr_t *x = NULL;
+    assert_int_equal(bind_zonedb_axfr(db, apex, &x), 0);
+    size_t n = bind_zonedb_xfr_count(x);
+    assert_int_equal(n, 17);
+    for (size_t i = 2; i + 1 < n; i++) {
+        const ldns_rr *p = bind_zonedb_xfr_rr(x, i - 1), *q = bind_zonedb_xfr_rr(x, i);
+        int c = ldns_dname_compare(ldns_rr_owner(p), ldns_rr_owner(q));
+        if (c > 0 || (c == 0 && ldns_rr_get_type(p) > ldns_rr_get_type(q))) {
+            char *a = xfr_line(x, i - 1), *b = xfr_line(x, i);
+            fail_msg("out of canonical order: '%s' before '%s'", a, b);
+        }
+    }
+    bind_zonedb_xfr_free(x);
+    ldns_rdf_deep_free(apex);
+    bind_zonedb_free(db);
+}
+
 static void test_create_errors(void **state)
 {
     bind_zonedb_t *db = new_db(0, 0);
@@ -521,7 +565,7 @@ int main(void)
         cmocka_unit_test(test_apply_diffs),     cmocka_unit_test(test_serials),
         cmocka_unit_test(test_ixfr_condensed),  cmocka_unit_test(test_history_bounds),
         cmocka_unit_test(test_hooks),           cmocka_unit_test(test_xfr_snapshot),
-        cmocka_unit_test(test_change_cost),
+        cmocka_unit_test(test_change_cost),     cmocka_unit_test(test_canonical_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
