@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -656,7 +657,7 @@ static int build_node(yctx_t *c, yaml_event_t *ev, char *path, int depth, json_t
     return 0;
 }
 
-static int load_yaml(doc_list_t *list, const char *buf, size_t len)
+static int load_yaml_part(doc_list_t *list, const char *buf, size_t len, int *failed)
 {
     yctx_t c = {.list = list};
     if (!yaml_parser_initialize(&c.parser))
@@ -723,7 +724,97 @@ static int load_yaml(doc_list_t *list, const char *buf, size_t len)
     anchors_clear(&c);
     free(c.anchors);
     yaml_parser_delete(&c.parser);
+    *failed = c.failed;
     return c.rc;
+}
+
+/* Where a second parser can take over a big stream: the first line at or after the
+ * middle that is a document marker ("---" alone or before a space), not right after a
+ * directive; 0 when there is none. Such a line is a document boundary wherever it is:
+ * YAML forbids document markers inside scalars (c-forbidden), and anchors are scoped to
+ * their document. */
+static size_t split_point(const char *buf, size_t len)
+{
+    for (size_t p = len / 2;;) {
+        const char *nl = memchr(buf + p, '\n', len - p);
+        if (nl == NULL || (p = (size_t)(nl - buf) + 1) + 3 > len)
+            return 0;
+        char after = p + 3 < len ? buf[p + 3] : '\n';
+        if (memcmp(buf + p, "---", 3) != 0 || (after != '\n' && after != '\r' && after != ' ' && after != '\t'))
+            continue;
+        size_t ls = p - 1; /* the previous line: [ls, p - 1) */
+        while (ls > 0 && buf[ls - 1] != '\n')
+            ls--;
+        if (buf[ls] != '%')
+            return p;
+    }
+}
+
+typedef struct {
+    doc_list_t *list;
+    const char *buf;
+    size_t len;
+    int rc, failed;
+} part_t;
+
+static void *part_main(void *arg)
+{
+    part_t *pt = arg;
+    pt->rc = load_yaml_part(pt->list, pt->buf, pt->len, &pt->failed);
+    return NULL;
+}
+
+/* Move the documents and the problem of tail (parsed from line `off` + 1 on) behind
+ * those of list, as one parser going on would have found them. */
+static int list_join(doc_list_t *list, doc_list_t *tail, int off)
+{
+    for (size_t i = 0; i < tail->n; i++) {
+        doc_t *d = tail->docs[i];
+        d->line += off;
+        for (size_t k = 0; k < d->npos; k++)
+            d->pos[k].line += off;
+        if (list_push(list, d) != BD_OK) {
+            for (size_t k = i; k < tail->n; k++)
+                doc_free(tail->docs[k]);
+            tail->n = 0;
+            return BD_ENOMEM;
+        }
+    }
+    tail->n = 0;
+    if (tail->error != NULL && list->error == NULL) {
+        list->error = tail->error;
+        list->error_line = tail->error_line > 0 ? tail->error_line + off : 0;
+        tail->error = NULL;
+    }
+    return BD_OK;
+}
+
+/* A big stream is parsed by two threads, each from a document boundary (building the
+ * JSON tree costs more than libyaml's scanning, and the import of a large manifest is on
+ * the path of every record it carries); the result is what one parser gives, except that
+ * the node limit applies to each half. */
+static int load_yaml(doc_list_t *list, const char *buf, size_t len)
+{
+    int failed = 0;
+    size_t cut = len >= DOC_SPLIT_MIN_BYTES ? split_point(buf, len) : 0;
+    part_t tail = {.buf = buf + cut, .len = len - cut};
+    pthread_t th;
+    if (cut == 0 || (tail.list = list_new(list->file)) == NULL ||
+        pthread_create(&th, NULL, part_main, &tail) != 0) {
+        doc_list_free(tail.list);
+        return load_yaml_part(list, buf, len, &failed);
+    }
+    int rc = load_yaml_part(list, buf, cut, &failed);
+    pthread_join(th, NULL);
+    int off = 0;
+    for (size_t i = 0; i < cut; i++)
+        off += buf[i] == '\n';
+    if (rc == BD_OK)
+        rc = tail.rc;
+    if (rc == BD_OK && !failed) /* one parser would have stopped at the first half's error */
+        rc = list_join(list, tail.list, off);
+    doc_list_free(tail.list);
+    return rc;
 }
 
 /* ---- entry points ------------------------------------------------------------------ */

@@ -28,6 +28,7 @@
 #define DOC_MAX_SCALAR_BYTES (1u << 20)
 #define DOC_MAX_NODES 1000000u
 #define DOC_PATH_MAX 512
+#define DOC_SPLIT_MIN_BYTES (256u << 10) /* YAML at least this big is parsed by two threads */
 
 typedef struct doc doc_t;
 typedef struct doc_list doc_list_t;

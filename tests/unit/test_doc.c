@@ -170,6 +170,81 @@ static void test_unreadable_file(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/x.yaml"));
 }
 
+/* A stream of n documents of ~70 bytes lines: a record with a block scalar, an anchor
+ * and an alias every doc, a `kind: List` every 100th; a doc starts on line 8*i + 1.
+ * bad: document index made malformed (-1: none). */
+static char *big_stream(int n, int bad, size_t *len)
+{
+    size_t cap = (size_t)n * 400 + 64, o = 0;
+    char *b = malloc(cap);
+    assert_non_null(b);
+    for (int i = 0; i < n; i++) {
+        if (i % 100 == 99)
+            o += (size_t)snprintf(b + o, cap - o,
+                                  "---\nkind: List\nitems:\n- {kind: ARecord, metadata: {name: l%d}}\n"
+                                  "# comment\n# comment\n# comment\n# comment\n",
+                                  i);
+        else
+            o += (size_t)snprintf(b + o, cap - o,
+                                  "---\nkind: ARecord\nmetadata: {name: r%d, labels: &l {zone: example.com}}\n"
+                                  "spec:\n  text: |\n    --- not a marker: indented\n  copy: *l\n%s\n",
+                                  i, i == bad ? "  broken: [unclosed" : "  n: 1");
+    }
+    *len = o;
+    return b;
+}
+
+/* A stream above DOC_SPLIT_MIN_BYTES is parsed by two threads: documents, lines and
+ * errors are those of one parser. */
+static void test_big_stream_split(void **state)
+{
+    (void)state;
+    int n = 5000;
+    size_t len;
+    char *text = big_stream(n, -1, &len);
+    assert_true(len >= 2 * DOC_SPLIT_MIN_BYTES);
+    doc_list_t *l = NULL;
+    bd_err_t err;
+    assert_int_equal(doc_load_buffer("big.yaml", text, len, 0, &l, &err), BD_OK);
+    assert_null(doc_list_error(l, NULL));
+    assert_int_equal(doc_list_count(l), (size_t)n);
+    for (int i = 0; i < n; i++) {
+        const doc_t *d = doc_list_get(l, (size_t)i);
+        json_t *md = json_object_get(doc_value(d), "metadata");
+        char want[32];
+        snprintf(want, sizeof(want), i % 100 == 99 ? "l%d" : "r%d", i);
+        assert_string_equal(json_string_value(json_object_get(md, "name")), want);
+        if (i % 100 != 99) {
+            assert_int_equal(doc_start_line(d), 8 * i + 2);
+            assert_int_equal(doc_line(d, "spec.copy"), 8 * i + 7);
+            assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(doc_value(d), "spec"),
+                                                                                  "copy"),
+                                                                  "zone")),
+                                "example.com");
+        }
+    }
+    doc_list_free(l);
+    free(text);
+
+    /* an error in the second half: the documents before it, its absolute line */
+    text = big_stream(n, 4000, &len);
+    assert_int_equal(doc_load_buffer("big.yaml", text, len, 0, &l, &err), BD_OK);
+    int line = 0;
+    assert_non_null(doc_list_error(l, &line));
+    assert_true(line >= 8 * 4000 + 8 && line <= 8 * 4000 + 9);
+    assert_int_equal(doc_list_count(l), 4000);
+    doc_list_free(l);
+    free(text);
+    /* in the first half: nothing after it, though the second half parsed */
+    text = big_stream(n, 10, &len);
+    assert_int_equal(doc_load_buffer("big.yaml", text, len, 0, &l, &err), BD_OK);
+    assert_non_null(doc_list_error(l, &line));
+    assert_true(line >= 8 * 10 + 8 && line <= 8 * 10 + 9);
+    assert_int_equal(doc_list_count(l), 10);
+    doc_list_free(l);
+    free(text);
+}
+
 static void test_paths(void **state)
 {
     char p[DOC_PATH_MAX] = "";
@@ -192,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_aliases_within_limits_work),
         cmocka_unit_test(test_unreadable_file),
         cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_big_stream_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

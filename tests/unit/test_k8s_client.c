@@ -1374,7 +1374,8 @@ static void test_https(void **state)
 static void write_file(const char *path, const char *text)
 {
     char tmp[600];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    assert_true(n > 0 && (size_t)n < sizeof(tmp));
     FILE *fp = fopen(tmp, "w");
     assert_non_null(fp);
     fputs(text, fp);
