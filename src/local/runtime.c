@@ -59,6 +59,7 @@ struct lrt {
     ev_tstamp last_import; /* when the last import from inotify ended */
     int ino_fd;
     ev_io ino;
+    ev_idle after; /* the reports of an import, once the loop is idle */
     ev_timer debounce, table;
     ev_signal sigint, sigterm;
 };
@@ -524,6 +525,14 @@ static void import_and_apply(lrt_t *rt)
     size_t n = 0;
     if (app_catch_up(rt->app, &n, &err) != BD_OK)
         bd_error("apply: %s", err.msg);
+    /* The reports wait until the loop has nothing else to do: the NOTIFYs just queued and
+     * the transfers they bring come first. */
+    ev_idle_start(rt->loop, &rt->after);
+}
+
+static void after_apply(lrt_t *rt)
+{
+    ev_idle_stop(rt->loop, &rt->after);
     report_zones(rt);
     report_statuses(rt);
     if (rt->runtime_dirty) {
@@ -531,6 +540,13 @@ static void import_and_apply(lrt_t *rt)
         sync_replicas(rt);
     }
     verify_zones(rt);
+}
+
+static void on_after(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    after_apply(w->data);
 }
 
 /* ---- watching the directory ---------------------------------------------------------- */
@@ -654,11 +670,12 @@ int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
      * callback restarts the table timer while replicas start up, and re-initialising an
      * active watcher corrupts libev's timer heap. */
     ev_io_init(&rt.ino, on_inotify, -1, EV_READ);
+    ev_idle_init(&rt.after, on_after);
     ev_timer_init(&rt.debounce, on_debounce, DEBOUNCE_S, 0.);
     ev_timer_init(&rt.table, on_table, 0.5, 0.);
     ev_signal_init(&rt.sigint, on_signal, SIGINT);
     ev_signal_init(&rt.sigterm, on_signal, SIGTERM);
-    rt.ino.data = rt.debounce.data = rt.table.data = rt.sigint.data = rt.sigterm.data = &rt;
+    rt.ino.data = rt.after.data = rt.debounce.data = rt.table.data = rt.sigint.data = rt.sigterm.data = &rt;
     if (asprintf(&rt.journal_dir, "%s/journal", opts->state_dir) < 0 ||
         asprintf(&rt.named_dir, "%s/named", opts->state_dir) < 0) {
         rc = bd_err_set(err, BD_ENOMEM, "out of memory");
@@ -718,10 +735,7 @@ int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
         bd_info("replayed %zu journal events", replayed);
     rt.runtime_dirty = true;
     import_and_apply(&rt);
-    if (rt.runtime_dirty) {
-        rt.runtime_dirty = false;
-        sync_replicas(&rt);
-    }
+    after_apply(&rt); /* at start-up at once: the hints need the replicas */
     print_hints(&rt);
 
     rt.ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -740,6 +754,7 @@ int loc_rt_run(const loc_rt_opts_t *opts, bd_err_t *err)
     app_checkpoint(rt.app, true, NULL); /* the next start replays nothing (logged) */
 out:
     ev_io_stop(rt.loop, &rt.ino);
+    ev_idle_stop(rt.loop, &rt.after);
     ev_timer_stop(rt.loop, &rt.debounce);
     ev_timer_stop(rt.loop, &rt.table);
     ev_signal_stop(rt.loop, &rt.sigint);
