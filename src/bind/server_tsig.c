@@ -245,6 +245,50 @@ int server__tsig_sign(const server_tsig_t *t, ldns_pkt *pkt, const ldns_rdf *pri
     return BD_OK;
 }
 
+/* Now as TSIG's 48-bit time signed. */
+static void time_signed(uint8_t when[6])
+{
+    uint64_t now = (uint64_t)time(NULL);
+    for (int i = 5; i >= 0; i--) {
+        when[i] = (uint8_t)(now & 0xff);
+        now >>= 8;
+    }
+}
+
+/* A TSIG RR (RFC 8945 4.2; owned by the caller), NULL without memory. */
+static ldns_rr *tsig_rr_new(const ldns_rdf *name, const ldns_rdf *alg, const uint8_t when[6], const uint8_t *mac,
+                            size_t maclen, uint16_t orig_id, uint16_t error)
+{
+    ldns_rr *rr = ldns_rr_new();
+    ldns_rdf *owner = ldns_rdf_clone(name);
+    ldns_rdf *rd[7] = {
+        ldns_rdf_clone(alg),
+        ldns_rdf_new_frm_data(LDNS_RDF_TYPE_TSIGTIME, 6, when),
+        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, SERVER_TSIG_FUDGE),
+        ldns_native2rdf_int16_data(maclen, (uint8_t *)mac), /* copied; ldns takes it non-const */
+        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, orig_id),
+        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, error),
+        ldns_native2rdf_int16_data(0, NULL),
+    };
+    bool ok = rr != NULL && owner != NULL;
+    for (int i = 0; i < 7; i++)
+        ok = ok && rd[i] != NULL;
+    if (!ok) {
+        ldns_rdf_deep_free(owner);
+        for (int i = 0; i < 7; i++)
+            ldns_rdf_deep_free(rd[i]);
+        ldns_rr_free(rr);
+        return NULL;
+    }
+    ldns_rr_set_type(rr, LDNS_RR_TYPE_TSIG);
+    ldns_rr_set_class(rr, LDNS_RR_CLASS_ANY);
+    ldns_rr_set_ttl(rr, 0);
+    ldns_rr_set_owner(rr, owner);
+    for (int i = 0; i < 7; i++)
+        ldns_rr_push_rdf(rr, rd[i]);
+    return rr;
+}
+
 int server__tsig_sign_wire(const server_tsig_t *t, uint8_t **wire, size_t *len, const ldns_rdf *prior_mac,
                            bool timers_only, ldns_rdf **mac_out)
 {
@@ -256,11 +300,7 @@ int server__tsig_sign_wire(const server_tsig_t *t, uint8_t **wire, size_t *len, 
     *mac_out = NULL;
     if (!t->set || *len < LDNS_HEADER_SIZE)
         return BD_EINTERNAL;
-    uint64_t now = (uint64_t)time(NULL);
-    for (int i = 5; i >= 0; i--) {
-        when[i] = (uint8_t)(now & 0xff);
-        now >>= 8;
-    }
+    time_signed(when);
     /* what the MAC covers, in ldns_pkt_tsig_sign_next's order (RFC 8945 4.3.1-4.3.3) */
     if ((in = ldns_buffer_new(*len + 600)) == NULL)
         goto out;
@@ -287,33 +327,8 @@ int server__tsig_sign_wire(const server_tsig_t *t, uint8_t **wire, size_t *len, 
         goto out;
     rc = BD_ENOMEM;
     /* the TSIG RR, encoded by ldns and appended: owner and algorithm uncompressed */
-    if ((rr = ldns_rr_new()) == NULL)
+    if ((rr = tsig_rr_new(t->name_rdf, t->alg_rdf, when, md, mdlen, LDNS_ID_WIRE(*wire), 0)) == NULL)
         goto out;
-    ldns_rr_set_type(rr, LDNS_RR_TYPE_TSIG);
-    ldns_rr_set_class(rr, LDNS_RR_CLASS_ANY);
-    ldns_rr_set_ttl(rr, 0);
-    ldns_rdf *owner = ldns_rdf_clone(t->name_rdf);
-    ldns_rdf *rd[7] = {
-        ldns_rdf_clone(t->alg_rdf),
-        ldns_rdf_new_frm_data(LDNS_RDF_TYPE_TSIGTIME, sizeof(when), when),
-        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, SERVER_TSIG_FUDGE),
-        ldns_native2rdf_int16_data(mdlen, md),
-        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, LDNS_ID_WIRE(*wire)),
-        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, 0),
-        ldns_native2rdf_int16_data(0, NULL),
-    };
-    bool ok = owner != NULL;
-    for (int i = 0; i < 7; i++)
-        ok = ok && rd[i] != NULL;
-    if (!ok) {
-        ldns_rdf_deep_free(owner);
-        for (int i = 0; i < 7; i++)
-            ldns_rdf_deep_free(rd[i]);
-        goto out;
-    }
-    ldns_rr_set_owner(rr, owner);
-    for (int i = 0; i < 7; i++)
-        ldns_rr_push_rdf(rr, rd[i]);
     if ((out = ldns_buffer_new(512)) == NULL || ldns_rr2buffer_wire(out, rr, LDNS_SECTION_ADDITIONAL) != LDNS_STATUS_OK)
         goto out;
     size_t add = ldns_buffer_position(out);
@@ -324,7 +339,7 @@ int server__tsig_sign_wire(const server_tsig_t *t, uint8_t **wire, size_t *len, 
     ldns_write_uint16(grown + LDNS_ARCOUNT_OFF, (uint16_t)(LDNS_ARCOUNT(grown) + 1));
     *wire = grown;
     *len += add;
-    if ((*mac_out = ldns_rdf_clone(rd[3])) == NULL)
+    if ((*mac_out = ldns_rdf_clone(ldns_rr_rdf(rr, 3))) == NULL)
         goto out;
     rc = BD_OK;
 out:
@@ -337,45 +352,13 @@ out:
 int server__tsig_error(ldns_pkt *resp, const ldns_pkt *req, uint16_t error)
 {
     const ldns_rr *qt = ldns_pkt_tsig(req);
-    ldns_rr *rr = NULL;
     uint8_t when[6];
-    uint64_t now = (uint64_t)time(NULL);
-
     if (qt == NULL || ldns_rr_owner(qt) == NULL || ldns_rr_rd_count(qt) < 1)
         return BD_EINVAL;
-    for (int i = 5; i >= 0; i--) {
-        when[i] = (uint8_t)(now & 0xff);
-        now >>= 8;
-    }
-    rr = ldns_rr_new();
+    time_signed(when);
+    ldns_rr *rr = tsig_rr_new(ldns_rr_owner(qt), ldns_rr_rdf(qt, 0), when, NULL, 0, ldns_pkt_id(req), error);
     if (rr == NULL)
         return BD_ENOMEM;
-    ldns_rr_set_type(rr, LDNS_RR_TYPE_TSIG);
-    ldns_rr_set_class(rr, LDNS_RR_CLASS_ANY);
-    ldns_rr_set_ttl(rr, 0);
-    ldns_rdf *owner = ldns_rdf_clone(ldns_rr_owner(qt));
-    ldns_rdf *rd[7] = {
-        ldns_rdf_clone(ldns_rr_rdf(qt, 0)),
-        ldns_rdf_new_frm_data(LDNS_RDF_TYPE_TSIGTIME, sizeof(when), when),
-        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, SERVER_TSIG_FUDGE),
-        ldns_native2rdf_int16_data(0, NULL),
-        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, ldns_pkt_id(req)),
-        ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, error),
-        ldns_native2rdf_int16_data(0, NULL),
-    };
-    bool ok = owner != NULL;
-    for (int i = 0; i < 7; i++)
-        ok = ok && rd[i] != NULL;
-    if (!ok) {
-        ldns_rdf_deep_free(owner);
-        for (int i = 0; i < 7; i++)
-            ldns_rdf_deep_free(rd[i]);
-        ldns_rr_free(rr);
-        return BD_ENOMEM;
-    }
-    ldns_rr_set_owner(rr, owner);
-    for (int i = 0; i < 7; i++)
-        ldns_rr_push_rdf(rr, rd[i]);
     ldns_pkt_set_tsig(resp, rr);
     return BD_OK;
 }
