@@ -130,11 +130,13 @@ echo "BENCH e2e_${label}_records_rate $rate records/s"
 # ---- baseline: a bare named, the same records by nsupdate, 500 per message ----
 nd="$work/named"
 mkdir -p "$nd"
-free_port() {
-  local p
+free_port() { # below the ephemeral range, and not bound by any socket (a named that just
+  # stopped, dig's source ports): a bound UDP port made the baseline's named fail to start
+  local p lo
+  lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   while :; do
-    p=$(( 20000 + RANDOM % 40000 ))
-    ss -Hltnu 2>/dev/null | awk '{print $5}' | grep -q ":$p\$" || { echo "$p"; return; }
+    p=$(( 20000 + RANDOM % (lo - 20000) ))
+    ss -Hantu 2>/dev/null | awk '{print $5}' | grep -q ":$p\$" || { echo "$p"; return; }
   done
 }
 NP=$(free_port)
