@@ -742,9 +742,17 @@ static size_t split_point(const char *buf, size_t len)
         char after = p + 3 < len ? buf[p + 3] : '\n';
         if (memcmp(buf + p, "---", 3) != 0 || (after != '\n' && after != '\r' && after != ' ' && after != '\t'))
             continue;
-        size_t ls = p - 1; /* the previous line: [ls, p - 1) */
-        while (ls > 0 && buf[ls - 1] != '\n')
-            ls--;
+        /* not the marker that ends a directive block: the nearest line before it that is
+         * neither blank nor a comment must not be a directive */
+        size_t end = p - 1, ls = end;
+        for (;;) {
+            ls = end;
+            while (ls > 0 && buf[ls - 1] != '\n')
+                ls--;
+            if (ls == 0 || (buf[ls] != '#' && buf[ls] != '\n' && buf[ls] != '\r'))
+                break;
+            end = ls - 1;
+        }
         if (buf[ls] != '%')
             return p;
     }

@@ -226,6 +226,21 @@ static void test_big_stream_split(void **state)
     doc_list_free(l);
     free(text);
 
+    /* directives (each after an explicit document end, with a comment before the marker):
+     * no marker right after one is a place to cut */
+    size_t cap = 5000 * 120 + 64, o = 0;
+    text = malloc(cap);
+    assert_non_null(text);
+    for (int i = 0; i < 5000; i++)
+        o += (size_t)snprintf(text + o, cap - o, "%s%%YAML 1.1\n# c\n\n---\nkind: ARecord\nmetadata: {name: d%d}\n",
+                              i ? "...\n" : "", i);
+    assert_true(o >= DOC_SPLIT_MIN_BYTES);
+    assert_int_equal(doc_load_buffer("dir.yaml", text, o, 0, &l, &err), BD_OK);
+    assert_null(doc_list_error(l, NULL));
+    assert_int_equal(doc_list_count(l), 5000);
+    doc_list_free(l);
+    free(text);
+
     /* an error in the second half: the documents before it, its absolute line */
     text = big_stream(n, 4000, &len);
     assert_int_equal(doc_load_buffer("big.yaml", text, len, 0, &l, &err), BD_OK);
