@@ -112,18 +112,6 @@ static int rdata_cmp(const entry_t *a, const entry_t *b)
     return la < lb ? -1 : la > lb ? 1 : 0;
 }
 
-/* Identity of an RR in a zone: owner, type, class, rdata; not the TTL. */
-static int entry_cmp_nottl(const entry_t *a, const entry_t *b)
-{
-    int c = ldns_dname_compare(ldns_rr_owner(a->rr), ldns_rr_owner(b->rr));
-    if (c != 0)
-        return c;
-    uint16_t ta = ldns_rr_get_type(a->rr), tb = ldns_rr_get_type(b->rr);
-    if (ta != tb)
-        return ta < tb ? -1 : 1;
-    return rdata_cmp(a, b);
-}
-
 /* Whole canonical wire, TTL included: identity for condensing IXFR diffs. */
 static int entry_cmp_full(const void *a, const void *b)
 {
@@ -553,9 +541,25 @@ static void ops_free(op_t *ops, size_t n)
     free(ops);
 }
 
+static bool same_owner(const entry_t *a, const entry_t *b)
+{
+    return a->owner_len == b->owner_len && memcmp(a->wire, b->wire, a->owner_len) == 0;
+}
+
+/* The order a diff's RRs are sorted in, so that one RRset's are adjacent and duplicates
+ * meet: owner (its canonical wire: lower case, uncompressed), type, rdata. Not the
+ * canonical order (the tree keeps that), and cheaper than ldns_dname_compare. */
 static int op_cmp(const void *a, const void *b)
 {
-    return entry_cmp_nottl(((const op_t *)a)->e, ((const op_t *)b)->e);
+    const entry_t *x = ((const op_t *)a)->e, *y = ((const op_t *)b)->e;
+    if (!same_owner(x, y)) {
+        int c = memcmp(x->wire, y->wire, x->owner_len < y->owner_len ? x->owner_len : y->owner_len);
+        return c != 0 ? c : x->owner_len < y->owner_len ? -1 : 1;
+    }
+    uint16_t ta = ldns_rr_get_type(x->rr), tb = ldns_rr_get_type(y->rr);
+    if (ta != tb)
+        return ta < tb ? -1 : 1;
+    return rdata_cmp(x, y);
 }
 
 /* Insert e into s at its place (capacity reserved beforehand). */
@@ -769,10 +773,8 @@ int bind_zonedb_apply(bind_zonedb_t *db, const char *zone, const ldns_rr_list *r
         /* One group = the adds of one RRset (adjacent after sorting). */
         entry_t *first = add[i].e;
         size_t group = 1;
-        while (i + group < nadd &&
-               ldns_rr_get_type(add[i + group].e->rr) == ldns_rr_get_type(first->rr) &&
-               ldns_dname_compare(ldns_rr_owner(add[i + group].e->rr),
-                                  ldns_rr_owner(first->rr)) == 0)
+        while (i + group < nadd && ldns_rr_get_type(add[i + group].e->rr) == ldns_rr_get_type(first->rr) &&
+               same_owner(add[i + group].e, first))
             group++;
         for (size_t j = i + 1; j < i + group; j++) {
             if (op_cmp(&add[j - 1], &add[j]) == 0) {
