@@ -409,10 +409,14 @@ static int setup_rdwr(jnl_t *j, bool create, bd_err_t *err)
     } else if ((ret = check_meta(j, txn, err)) != 0 || (ret = open_dbs(j, txn, 0, err)) != 0) {
         goto cleanup;
     }
-    /* Tools opening read-only report use against the writer's limit. */
+    /* Tools opening read-only report use against the writer's limit (written when it
+     * changed: an open writes nothing else). */
     uint8_t lim[8];
+    MDB_val had;
     jnl__be64(lim, j->opts.map_limit);
-    if ((rc = put_meta(txn, j->db_meta, "map_limit", lim, sizeof(lim))) != 0) {
+    rc = meta_get(j, txn, "map_limit", &had);
+    if ((rc != 0 || had.mv_size != sizeof(lim) || memcmp(had.mv_data, lim, sizeof(lim)) != 0) &&
+        (rc = put_meta(txn, j->db_meta, "map_limit", lim, sizeof(lim))) != 0) {
         ret = jnl__mdb_err(j, rc, err, "write meta");
         goto cleanup;
     }
@@ -554,6 +558,11 @@ int jnl_open(const char *dir, const jnl_opts_t *opts, jnl_t **out, bd_err_t *err
         j->page_size = est.ms_psize;
 
     ret = rdonly ? setup_rdonly(j, err) : setup_rdwr(j, create, err);
+    /* A journal whose map was full when its writer stopped (at the limit, or killed before
+     * it grew the map) has no page left for the meta write of opening: grow as appends do,
+     * into the reserve above the append ceiling if need be. */
+    for (int tries = 0; !rdonly && ret == BD_EFULL && tries < 8 && jnl__grow(j, j->opts.map_limit) == BD_OK; tries++)
+        ret = setup_rdwr(j, create, err);
     if (ret != 0)
         goto cleanup;
     j->next_seq = j->committed_seq + 1;
