@@ -145,7 +145,7 @@ typedef struct jnl_opts {
     uint64_t map_size;       /* initial LMDB map size; default 16 MiB */
     uint64_t map_limit;      /* the map doubles on demand up to this; default 1 GiB.
                               * Appends may use 15/16 of it; the rest is kept so that a
-                              * full journal can still be checkpointed and pruned. */
+                              * full journal can still be opened, checkpointed and pruned. */
     unsigned batch_max;      /* N: events per commit at most; default 1024 */
     unsigned batch_ms;       /* T: a batch waits at most this long; default 2, max 10;
                               * 0 commits whatever is queued at once */
