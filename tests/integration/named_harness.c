@@ -452,3 +452,28 @@ void bd_named_free(bd_named_t *n)
     free(n->conf);
     free(n);
 }
+
+ldns_rr_list *bd_named_ask(const char *addr, uint16_t port, const char *name, ldns_rr_type type)
+{
+    ldns_rr_list *out = NULL;
+    ldns_resolver *res = ldns_resolver_new();
+    ldns_rdf *ns = ldns_rdf_new_frm_str(LDNS_RDF_TYPE_A, addr);
+    ldns_rdf *dn = ldns_dname_new_frm_str(name);
+    ldns_pkt *pkt = NULL;
+    if (res == NULL || ns == NULL || dn == NULL)
+        goto out;
+    ldns_resolver_push_nameserver(res, ns);
+    ldns_resolver_set_port(res, port);
+    ldns_resolver_set_timeout(res, (struct timeval){0, 500000});
+    ldns_resolver_set_retry(res, 1);
+    ldns_resolver_set_recursive(res, false);
+    if (ldns_resolver_query_status(&pkt, res, dn, type, LDNS_RR_CLASS_IN, 0) == LDNS_STATUS_OK && pkt &&
+        ldns_pkt_get_rcode(pkt) == LDNS_RCODE_NOERROR)
+        out = ldns_pkt_rr_list_by_type(pkt, type, LDNS_SECTION_ANSWER);
+out:
+    ldns_pkt_free(pkt);
+    ldns_rdf_deep_free(dn);
+    ldns_rdf_deep_free(ns);
+    ldns_resolver_deep_free(res);
+    return out;
+}

@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <ldns/ldns.h>
+
 #include "err.h"
 
 typedef struct bd_named bd_named_t;
@@ -80,5 +82,10 @@ void bd_named_log_tail(const bd_named_t *n, char *buf, size_t cap);
 /* Stop named if running, remove the directory (unless $BINDY_KEEP_NAMED_DIR is set), free.
  * NULL is a no-op. */
 void bd_named_free(bd_named_t *n);
+
+/* The RRs of type in the answer of addr#port to name/type (owned by the caller), or NULL
+ * when there is no NOERROR answer. One short blocking query (0.5 s, one retry): an event
+ * loop of the caller does not run meanwhile. */
+ldns_rr_list *bd_named_ask(const char *addr, uint16_t port, const char *name, ldns_rr_type type);
 
 #endif

@@ -108,16 +108,7 @@ static json_t *example(const char *kind, const char *name)
 
 static void append(jnl_t *j, jnl_type_t type, json_t *obj)
 {
-    const json_t *meta = json_object_get(obj, "metadata");
-    jnl_event_t ev = {
-        .source = JNL_SRC_MANIFESTS,
-        .type = type,
-        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
-        .kind = json_string_value(json_object_get(obj, "kind")),
-        .ns = json_string_value(json_object_get(meta, "namespace")),
-        .name = json_string_value(json_object_get(meta, "name")),
-        .object = obj,
-    };
+    jnl_event_t ev = jnl_event_of(JNL_SRC_MANIFESTS, type, obj);
     bd_err_t err;
     if (jnl_append_sync(j, &ev, NULL, &err) != BD_OK)
         fail_msg("append: %s", err.msg);
@@ -268,29 +259,10 @@ static void pump(double secs)
 static char *ask(uint16_t port, const char *name, ldns_rr_type type)
 {
     char *out = NULL;
-    ldns_resolver *res = ldns_resolver_new();
-    ldns_rdf *ns = ldns_rdf_new_frm_str(LDNS_RDF_TYPE_A, "127.0.0.1");
-    ldns_rdf *dn = ldns_dname_new_frm_str(name);
-    ldns_pkt *pkt = NULL;
-    if (res == NULL || ns == NULL || dn == NULL)
-        goto out;
-    ldns_resolver_push_nameserver(res, ns);
-    ldns_resolver_set_port(res, port);
-    ldns_resolver_set_timeout(res, (struct timeval){0, 500000});
-    ldns_resolver_set_retry(res, 1);
-    ldns_resolver_set_recursive(res, false);
-    if (ldns_resolver_query_status(&pkt, res, dn, type, LDNS_RR_CLASS_IN, 0) == LDNS_STATUS_OK && pkt &&
-        ldns_pkt_get_rcode(pkt) == LDNS_RCODE_NOERROR) {
-        ldns_rr_list *ans = ldns_pkt_rr_list_by_type(pkt, type, LDNS_SECTION_ANSWER);
-        if (ans && ldns_rr_list_rr_count(ans) > 0)
-            out = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(ans, 0), type == LDNS_RR_TYPE_SOA ? 2 : 0));
-        ldns_rr_list_deep_free(ans);
-    }
-out:
-    ldns_pkt_free(pkt);
-    ldns_rdf_deep_free(dn);
-    ldns_rdf_deep_free(ns);
-    ldns_resolver_deep_free(res);
+    ldns_rr_list *ans = bd_named_ask("127.0.0.1", port, name, type);
+    if (ans && ldns_rr_list_rr_count(ans) > 0)
+        out = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(ans, 0), type == LDNS_RR_TYPE_SOA ? 2 : 0));
+    ldns_rr_list_deep_free(ans);
     return out;
 }
 

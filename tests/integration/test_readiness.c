@@ -89,17 +89,8 @@ static void feed(fx_t *x, const char *json)
     snprintf(uid, sizeof(uid), "uid-%s", json_string_value(json_object_get(meta, "name")));
     json_object_set_new(meta, "uid", json_string(uid));
     json_object_set_new(meta, "creationTimestamp", json_string("2024-01-01T00:00:00Z"));
-    jnl_event_t ev = {
-        .seq = ++x->seq,
-        .source = JNL_SRC_MANIFESTS,
-        .type = JNL_ADDED,
-        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
-        .kind = json_string_value(json_object_get(obj, "kind")),
-        .ns = NS,
-        .name = json_string_value(json_object_get(meta, "name")),
-        .uid = uid,
-        .object = obj,
-    };
+    jnl_event_t ev = jnl_event_of(JNL_SRC_MANIFESTS, JNL_ADDED, obj);
+    ev.seq = ++x->seq;
     bd_err_t err;
     if (proj_apply(x->p, &ev, &err) != BD_OK)
         fail_msg("proj_apply: %s", err.msg);
@@ -153,34 +144,11 @@ static uint32_t projected(fx_t *x, const char *zone)
 
 static bool served(const char *addr, uint16_t port, const char *zone, uint32_t *serial)
 {
-    bool ok = false;
-    ldns_resolver *res = ldns_resolver_new();
-    ldns_rdf *ns = ldns_rdf_new_frm_str(LDNS_RDF_TYPE_A, addr);
-    ldns_rdf *name = ldns_dname_new_frm_str(zone);
-    ldns_pkt *pkt = NULL;
-    if (res == NULL || ns == NULL || name == NULL)
-        goto out;
-    ldns_resolver_push_nameserver(res, ns);
-    ldns_resolver_set_port(res, port);
-    ldns_resolver_set_timeout(res, (struct timeval){0, 500000});
-    ldns_resolver_set_retry(res, 1);
-    ldns_resolver_set_recursive(res, false);
-    if (ldns_resolver_query_status(&pkt, res, name, LDNS_RR_TYPE_SOA, LDNS_RR_CLASS_IN, 0) != LDNS_STATUS_OK ||
-        pkt == NULL || ldns_pkt_get_rcode(pkt) != LDNS_RCODE_NOERROR)
-        goto out;
-    ldns_rr_list *ans = ldns_pkt_answer(pkt);
-    for (size_t i = 0; ans && i < ldns_rr_list_rr_count(ans); i++) {
-        ldns_rr *rr = ldns_rr_list_rr(ans, i);
-        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA && ldns_rr_rd_count(rr) >= 3) {
-            *serial = ldns_rdf2native_int32(ldns_rr_rdf(rr, 2));
-            ok = true;
-        }
-    }
-out:
-    ldns_pkt_free(pkt);
-    ldns_rdf_deep_free(name);
-    ldns_rdf_deep_free(ns);
-    ldns_resolver_deep_free(res);
+    ldns_rr_list *ans = bd_named_ask(addr, port, zone, LDNS_RR_TYPE_SOA);
+    bool ok = ans && ldns_rr_list_rr_count(ans) > 0 && ldns_rr_rd_count(ldns_rr_list_rr(ans, 0)) >= 3;
+    if (ok)
+        *serial = ldns_rdf2native_int32(ldns_rr_rdf(ldns_rr_list_rr(ans, 0), 2));
+    ldns_rr_list_deep_free(ans);
     return ok;
 }
 

@@ -47,17 +47,7 @@ static void append(fx_t *f, jnl_type_t type, const char *fmt, ...)
     doc_list_t *l = NULL;
     assert_int_equal(doc_load_buffer("t", yaml, strlen(yaml), 0, &l, NULL), BD_OK);
     assert_null(doc_list_error(l, NULL));
-    json_t *obj = doc_value(doc_list_get(l, 0));
-    const json_t *meta = json_object_get(obj, "metadata");
-    jnl_event_t ev = {
-        .source = JNL_SRC_MANIFESTS,
-        .type = type,
-        .api_version = json_string_value(json_object_get(obj, "apiVersion")),
-        .kind = json_string_value(json_object_get(obj, "kind")),
-        .ns = json_string_value(json_object_get(meta, "namespace")),
-        .name = json_string_value(json_object_get(meta, "name")),
-        .object = obj,
-    };
+    jnl_event_t ev = jnl_event_of(JNL_SRC_MANIFESTS, type, doc_value(doc_list_get(l, 0)));
     bd_err_t err;
     uint64_t seq;
     if (jnl_append(f->j, &ev, &seq, &err) != BD_OK)
