@@ -170,8 +170,9 @@ static int snap_read(jnl_t *j, MDB_txn *txn, const char *name, const char *key, 
     return BD_OK;
 }
 
-int jnl_snapshot_get(jnl_t *j, const char *name, uint64_t *seq, void **buf, size_t *len,
-                     bd_err_t *err)
+/* jnl_snapshot_get (buf non-NULL: a copy of the data) and jnl_snapshot_stat (buf NULL:
+ * its seq and length only, checksum unchecked). */
+static int snap_fetch(jnl_t *j, const char *name, uint64_t *seq, void **buf, size_t *len, bd_err_t *err)
 {
     char key[JNL__META_KEY_MAX + 1];
     MDB_txn *txn = NULL;
@@ -179,19 +180,22 @@ int jnl_snapshot_get(jnl_t *j, const char *name, uint64_t *seq, void **buf, size
     uint64_t s = 0;
     size_t l = 0;
     *seq = 0;
-    *buf = NULL;
     *len = 0;
+    if (buf != NULL)
+        *buf = NULL;
     int ret = snap_key(j, name, key, sizeof(key), err);
     if (ret != BD_OK || (ret = jnl__rtxn_begin(j, &txn, err)) != BD_OK)
         return ret;
-    if ((ret = snap_read(j, txn, name, key, true, &s, &p, &l, err)) == BD_OK) {
-        void *copy = malloc(l ? l : 1);
-        if (copy == NULL) {
+    if ((ret = snap_read(j, txn, name, key, buf != NULL, &s, &p, &l, err)) == BD_OK) {
+        void *copy = buf != NULL ? malloc(l ? l : 1) : NULL;
+        if (buf != NULL && copy == NULL) {
             ret = bd_err_set(err, BD_ENOMEM, "out of memory");
         } else {
-            memcpy(copy, p, l);
+            if (buf != NULL) {
+                memcpy(copy, p, l);
+                *buf = copy;
+            }
             *seq = s;
-            *buf = copy;
             *len = l;
         }
     }
@@ -199,22 +203,13 @@ int jnl_snapshot_get(jnl_t *j, const char *name, uint64_t *seq, void **buf, size
     return ret;
 }
 
+int jnl_snapshot_get(jnl_t *j, const char *name, uint64_t *seq, void **buf, size_t *len,
+                     bd_err_t *err)
+{
+    return snap_fetch(j, name, seq, buf, len, err);
+}
+
 int jnl_snapshot_stat(jnl_t *j, const char *name, uint64_t *seq, size_t *len, bd_err_t *err)
 {
-    char key[JNL__META_KEY_MAX + 1];
-    MDB_txn *txn = NULL;
-    const uint8_t *p = NULL;
-    uint64_t s = 0;
-    size_t l = 0;
-    *seq = 0;
-    *len = 0;
-    int ret = snap_key(j, name, key, sizeof(key), err);
-    if (ret != BD_OK || (ret = jnl__rtxn_begin(j, &txn, err)) != BD_OK)
-        return ret;
-    if ((ret = snap_read(j, txn, name, key, false, &s, &p, &l, err)) == BD_OK) {
-        *seq = s;
-        *len = l;
-    }
-    jnl__rtxn_end(j, txn);
-    return ret;
+    return snap_fetch(j, name, seq, NULL, len, err);
 }
