@@ -29,7 +29,9 @@ cleanup() {
 trap cleanup EXIT
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 secs() { awk -v ms="$1" 'BEGIN { printf "%.3f", ms / 1000 }'; }
-q() { dig @127.0.0.1 -p "$1" "$2" "$3" +short +time=1 +tries=1 2>/dev/null; }
+# dig prints its errors (";; communications error ...") on stdout: only a dig that reached
+# the server gives an answer (a refused query once passed for the baseline's named "up")
+q() { local a; a=$(dig @127.0.0.1 -p "$1" "$2" "$3" +short +time=1 +tries=1 2>/dev/null) || return 1; printf '%s\n' "$a"; }
 
 # ---- manifests: instances, the zone, N records ----
 cp "$SRC/deploy/examples/instances.yaml" "$man/00-instances.yaml"
@@ -131,7 +133,7 @@ echo "BENCH e2e_${label}_records_rate $rate records/s"
 nd="$work/named"
 mkdir -p "$nd"
 free_port() { # below the ephemeral range, and not bound by any socket (a named that just
-  # stopped, dig's source ports): a bound UDP port made the baseline's named fail to start
+  # stopped, dig's source ports)
   local p lo
   lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   while :; do

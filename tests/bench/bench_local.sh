@@ -23,7 +23,7 @@ spec: {name: bench, ipv4Addresses: [$1]}
 YAML
   mv "$man/bench.yaml.tmp" "$man/bench.yaml"  # an atomic save, as editors do
 }
-ask() { dig @127.0.0.1 -p "$1" bench.example.com A +short +time=1 +tries=1 2>/dev/null; }
+ask() { local a; a=$(dig @127.0.0.1 -p "$1" bench.example.com A +short +time=1 +tries=1 2>/dev/null) || return 1; printf '%s\n' "$a"; }  # dig's errors go to stdout
 wait_for() { # wait_for PORT WANT: ms until PORT answers WANT (or 10000)
   local t0=$2 end=$(( $(now_ms) + 10000 ))
   while [ "$(now_ms)" -lt "$end" ]; do

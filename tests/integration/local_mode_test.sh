@@ -30,15 +30,18 @@ until_ok() {
   return 1
 }
 ports() { grep -o -- '-p [0-9]* .*# dns-system/[a-z-]*' "$out" | awk '{print $2}'; }
-ask() { dig @127.0.0.1 -p "$1" "$2" "$3" +short +time=1 +tries=1 2>/dev/null; }
+# dig prints its own errors (";; communications error ...") on stdout: an answer is the
+# output of a dig that reached the server, nothing else.
+ask() { local a; a=$(dig @127.0.0.1 -p "$1" "$2" "$3" +short +time=1 +tries=1 2>/dev/null) || return 1; printf '%s\n' "$a"; }
 all_answer() { # all_answer NAME TYPE WANT: every server's answer contains WANT
   local p
   [ -n "$(ports)" ] || return 1
   for p in $(ports); do ask "$p" "$1" "$2" | grep -qF -- "$3" || return 1; done
 }
-none_answer() {
-  local p
-  for p in $(ports); do ask "$p" "$1" "$2" | grep -qF -- "$3" && return 1; done
+none_answer() { # every server answers, and no answer contains WANT
+  local p a
+  [ -n "$(ports)" ] || return 1
+  for p in $(ports); do a=$(ask "$p" "$1" "$2") || return 1; grep -qF -- "$3" <<<"$a" && return 1; done
   return 0
 }
 
