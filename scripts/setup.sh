@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   liblmdb-dev lmdb-utils libmsgpack-dev libcurl4-openssl-dev libssl-dev
   libyaml-dev libev-dev libcmocka-dev libjansson-dev libldns-dev
-  libmicrohttpd-dev
+  libmicrohttpd-dev libjemalloc-dev
   bind9 bind9-utils bind9-dnsutils openssl procps
 )
 
