@@ -1,4 +1,3 @@
-#include "sort.h"
 #include "doc.h"
 
 #include <errno.h>
@@ -14,15 +13,20 @@
 #define DOC_MAX_ALIAS_NODES 100000u
 
 typedef struct {
-    char *path;
+    size_t path; /* offset in paths */
     int line;
 } doc_pos_t;
 
+/* The line of every field, in document order. Paths live in one buffer (a strdup per
+ * field was a tenth of parsing 10,000 records) and are looked up only to report a problem,
+ * so a linear search does. */
 struct doc {
     json_t *value;
     int line;
-    doc_pos_t *pos; /* sorted by path once the document is complete */
+    doc_pos_t *pos;
     size_t npos, cap;
+    char *paths;
+    size_t plen, pcap;
 };
 
 struct doc_list {
@@ -63,7 +67,13 @@ void doc_path_key(char *path, const char *key)
 {
     char piece[DOC_PATH_MAX];
     if (is_plain_key(key)) {
-        snprintf(piece, sizeof(piece), "%s%s", path[0] ? "." : "", key);
+        /* The common case, once per field: no printf. */
+        size_t klen = strlen(key), o = path[0] ? 1 : 0;
+        if (klen > sizeof(piece) - 2)
+            klen = sizeof(piece) - 2;
+        piece[0] = '.';
+        memcpy(piece + o, key, klen);
+        piece[o + klen] = '\0';
     } else {
         size_t o = 0;
         piece[o++] = '[';
@@ -94,9 +104,8 @@ static void doc_free(doc_t *d)
     if (d == NULL)
         return;
     json_decref(d->value);
-    for (size_t i = 0; i < d->npos; i++)
-        free(d->pos[i].path);
     free(d->pos);
+    free(d->paths);
     free(d);
 }
 
@@ -110,24 +119,26 @@ static int doc_add_pos(doc_t *d, const char *path, int line)
         d->pos = np;
         d->cap = ncap;
     }
-    char *copy = strdup(path);
-    if (copy == NULL)
-        return BD_ENOMEM;
-    d->pos[d->npos].path = copy;
+    size_t n = strlen(path) + 1;
+    if (d->plen + n > d->pcap) {
+        size_t ncap = d->pcap ? d->pcap * 2 : 512;
+        while (ncap < d->plen + n)
+            ncap *= 2;
+        char *np = realloc(d->paths, ncap);
+        if (np == NULL)
+            return BD_ENOMEM;
+        d->paths = np;
+        d->pcap = ncap;
+    }
+    memcpy(d->paths + d->plen, path, n);
+    d->pos[d->npos].path = d->plen;
     d->pos[d->npos].line = line;
+    d->plen += n;
     d->npos++;
     return BD_OK;
 }
 
-static int pos_cmp(const void *a, const void *b)
-{
-    return strcmp(((const doc_pos_t *)a)->path, ((const doc_pos_t *)b)->path);
-}
-
-static void doc_seal(doc_t *d)
-{
-    bd_qsort(d->pos, d->npos, sizeof(*d->pos), pos_cmp);
-}
+static const char *pos_path(const doc_t *d, size_t i) { return d->paths + d->pos[i].path; }
 
 json_t *doc_value(const doc_t *doc) { return doc->value; }
 int doc_start_line(const doc_t *doc) { return doc->line; }
@@ -163,10 +174,9 @@ int doc_line(const doc_t *doc, const char *path)
     for (;;) {
         if (buf[0] == '\0')
             return doc->line;
-        doc_pos_t key = {.path = buf};
-        const doc_pos_t *hit = bd_bsearch(&key, doc->pos, doc->npos, sizeof(*doc->pos), pos_cmp);
-        if (hit != NULL)
-            return hit->line;
+        for (size_t i = 0; i < doc->npos; i++)
+            if (strcmp(pos_path(doc, i), buf) == 0)
+                return doc->pos[i].line;
         if (!path_parent(buf))
             return doc->line;
     }
@@ -235,7 +245,6 @@ static int list_add_doc(doc_list_t *list, doc_t *d)
     const char *kind = json_string_value(json_object_get(v, "kind"));
     json_t *items = json_object_get(v, "items");
     if (kind == NULL || strcmp(kind, "List") != 0 || !json_is_array(items)) {
-        doc_seal(d);
         int rc = list_push(list, d);
         if (rc != BD_OK)
             doc_free(d);
@@ -254,7 +263,7 @@ static int list_add_doc(doc_list_t *list, doc_t *d)
         item->value = json_incref(json_array_get(items, i));
         item->line = d->line;
         for (size_t p = 0; p < d->npos && rc == BD_OK; p++) {
-            const char *path = d->pos[p].path;
+            const char *path = pos_path(d, p);
             if (strncmp(path, prefix, (size_t)plen) != 0)
                 continue;
             const char *rest = path + plen;
@@ -265,10 +274,8 @@ static int list_add_doc(doc_list_t *list, doc_t *d)
             else if (*rest == '[')
                 rc = doc_add_pos(item, rest, d->pos[p].line);
         }
-        if (rc == BD_OK) {
-            doc_seal(item);
+        if (rc == BD_OK)
             rc = list_push(list, item);
-        }
         if (rc != BD_OK)
             doc_free(item);
     }
