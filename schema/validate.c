@@ -855,16 +855,17 @@ static int is_dns1123_label(const char *s, size_t max)
 
 static int is_dns1123_subdomain(const char *s)
 {
-    if (strlen(s) == 0 || strlen(s) > 253)
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
         return 0;
     char buf[256];
-    snprintf(buf, sizeof(buf), "%s", s);
+    memcpy(buf, s, n + 1);
     char *save = NULL;
     size_t labels = 0;
     for (char *l = strtok_r(buf, ".", &save); l; l = strtok_r(NULL, ".", &save), labels++)
         if (!is_dns1123_label(l, 63))
             return 0;
-    return labels > 0 && s[0] != '.' && s[strlen(s) - 1] != '.' && strstr(s, "..") == NULL;
+    return labels > 0 && s[0] != '.' && s[n - 1] != '.' && strstr(s, "..") == NULL;
 }
 
 /* Label names and values: [A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?, at most 63. */
@@ -886,7 +887,7 @@ static int is_label_token(const char *s, int allow_empty)
 
 static void check_metadata(walk_t *w, const json_t *obj)
 {
-    char path[DOC_PATH_MAX] = "metadata";
+    char path[DOC_PATH_MAX] = "metadata.";
     const json_t *meta = json_object_get(obj, "metadata");
     if (!json_is_object(meta)) {
         val_report_add(w->rep, VAL_ERROR, "metadata", meta ? "must be an object" : "required field is missing");
@@ -905,7 +906,7 @@ static void check_metadata(walk_t *w, const json_t *obj)
     static const char *const maps[] = {"labels", "annotations"};
     for (size_t m = 0; m < 2; m++) {
         const json_t *map = json_object_get(meta, maps[m]);
-        snprintf(path, sizeof(path), "metadata.%s", maps[m]);
+        strcpy(path + strlen("metadata."), maps[m]); /* both fit: path is DOC_PATH_MAX */
         if (map == NULL || json_is_null(map))
             continue;
         if (!json_is_object(map)) {
