@@ -19,23 +19,19 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <ldns/ldns.h>
-
 #include "sort.h"
+#include "udp_poll.h"
 
 #define NSERVERS 4 /* primary-dns/0, /1, secondary-dns/0, /1 */
 
@@ -44,13 +40,6 @@ static const char *const server_keys[NSERVERS] = {"dns-system/primary-dns/0", "d
 
 static char work[] = "/tmp/bindy-latency-XXXXXX";
 static pid_t bindy_pid;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static double wall_now(void)
 {
@@ -121,106 +110,10 @@ static double save_record(const char *man, const char *addr)
              "spec: {name: bench, ipv4Addresses: [%s]}\n",
              addr);
     write_file(tmp, text);
-    double t = now_ms();
+    double t = up_now_ms();
     if (rename(tmp, dst) != 0)
         die("rename %s: %s", dst, strerror(errno));
     return t;
-}
-
-/* ---- DNS over UDP ------------------------------------------------------------------- */
-
-typedef struct {
-    int fd;
-    uint16_t port;
-    double done; /* ms after the rename when the answer came; < 0: not yet */
-} server_t;
-
-static int udp_connect(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        die("udp socket: %s", strerror(errno));
-    return fd;
-}
-
-/* The wire form of "bench.example.com A" with id. */
-static size_t make_query(uint16_t id, uint8_t *buf, size_t cap)
-{
-    ldns_pkt *q = NULL;
-    uint8_t *wire = NULL;
-    size_t len = 0;
-    if (ldns_pkt_query_new_frm_str(&q, "bench.example.com.", LDNS_RR_TYPE_A, LDNS_RR_CLASS_IN, 0) !=
-            LDNS_STATUS_OK ||
-        (ldns_pkt_set_id(q, id), ldns_pkt2wire(&wire, q, &len)) != LDNS_STATUS_OK || len > cap)
-        die("cannot build a query");
-    memcpy(buf, wire, len);
-    LDNS_FREE(wire);
-    ldns_pkt_free(q);
-    return len;
-}
-
-/* Does the answer in buf hold an A record with address want? */
-static bool answer_has(const uint8_t *buf, size_t len, const char *want)
-{
-    ldns_pkt *p = NULL;
-    if (ldns_wire2pkt(&p, buf, len) != LDNS_STATUS_OK)
-        return false;
-    bool found = false;
-    ldns_rr_list *an = ldns_pkt_answer(p);
-    for (size_t i = 0; an && i < ldns_rr_list_rr_count(an) && !found; i++) {
-        ldns_rr *rr = ldns_rr_list_rr(an, i);
-        if (ldns_rr_get_type(rr) != LDNS_RR_TYPE_A || ldns_rr_rd_count(rr) < 1)
-            continue;
-        char *s = ldns_rdf2str(ldns_rr_rdf(rr, 0));
-        found = s && strcmp(s, want) == 0;
-        free(s);
-    }
-    ldns_pkt_free(p);
-    return found;
-}
-
-/* Ask every server every millisecond until each answers want, or timeout_ms passes.
- * t0: the start (now_ms). Fills s[i].done; returns false on timeout. */
-static bool wait_served(server_t *s, size_t n, const char *want, double t0, double timeout_ms)
-{
-    static uint16_t id = 1;
-    for (size_t i = 0; i < n; i++)
-        s[i].done = -1;
-    size_t left = n;
-    while (left > 0 && now_ms() - t0 < timeout_ms) {
-        uint8_t q[512];
-        for (size_t i = 0; i < n; i++) {
-            if (s[i].done >= 0)
-                continue;
-            size_t ql = make_query(id++, q, sizeof(q));
-            if (send(s[i].fd, q, ql, 0) < 0 && errno != EAGAIN && errno != ECONNREFUSED)
-                die("send: %s", strerror(errno));
-        }
-        /* read answers for up to 1 ms, then send again to whoever has not answered */
-        double until = now_ms() + 1.0;
-        for (double t = now_ms(); t < until && left > 0; t = now_ms()) {
-            struct pollfd pf[NSERVERS];
-            for (size_t i = 0; i < n; i++)
-                pf[i] = (struct pollfd){.fd = s[i].done >= 0 ? -1 : s[i].fd, .events = POLLIN};
-            struct timespec ts = {0, (long)((until - t) * 1e6)};
-            if (ppoll(pf, n, &ts, NULL) <= 0)
-                continue;
-            for (size_t i = 0; i < n; i++) {
-                if (!(pf[i].revents & POLLIN))
-                    continue;
-                uint8_t a[4096];
-                ssize_t r;
-                while ((r = recv(s[i].fd, a, sizeof(a), 0)) > 0 || (r < 0 && errno == ECONNREFUSED))
-                    if (r > 0 && s[i].done < 0 && answer_has(a, (size_t)r, want)) {
-                        s[i].done = now_ms() - t0;
-                        left--;
-                    }
-            }
-        }
-    }
-    return left == 0;
 }
 
 /* ---- the run ------------------------------------------------------------------------ */
@@ -240,7 +133,7 @@ static double pct(double *v, size_t n, int p)
 
 /* The DNS port of each server, from the "  dig @ADDR -p PORT ... # KEY" lines bindy
  * prints once every named runs. */
-static bool read_ports(const char *out, server_t *s)
+static bool read_ports(const char *out, up_server_t *s)
 {
     FILE *f = fopen(out, "r");
     if (f == NULL)
@@ -312,7 +205,7 @@ int main(int argc, char **argv)
             die("write %s: %s", path, strerror(errno));
     }
 
-    double t_start = now_ms();
+    double t_start = up_now_ms();
     bindy_pid = fork();
     if (bindy_pid < 0)
         die("fork: %s", strerror(errno));
@@ -323,7 +216,7 @@ int main(int argc, char **argv)
         execl(bindy, bindy, "run", "--local", man, "--state-dir", state, (char *)NULL);
         _exit(127);
     }
-    server_t s[NSERVERS] = {0};
+    up_server_t s[NSERVERS] = {0};
     for (int i = 0; i < 600 && !read_ports(out, s); i++) {
         if (waitpid(bindy_pid, NULL, WNOHANG) == bindy_pid) {
             bindy_pid = 0;
@@ -334,11 +227,12 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < NSERVERS; i++) {
         if (s[i].port == 0)
             die("bindy did not list %s within 60 s", server_keys[i]);
-        s[i].fd = udp_connect(s[i].port);
+        if ((s[i].fd = up_connect(s[i].port)) < 0)
+            die("udp socket: %s", strerror(errno));
     }
-    if (!wait_served(s, NSERVERS, "198.51.100.0", t_start, 60000))
+    if (up_wait_served(s, NSERVERS, "bench.example.com.", "198.51.100.0", t_start, 60000) != 1)
         die("not every server answered within 60 s of the start");
-    printf("BENCH e2e_change_latency_startup %.0f ms\n", now_ms() - t_start);
+    printf("BENCH e2e_change_latency_startup %.0f ms\n", up_now_ms() - t_start);
     fflush(stdout);
 
     double *prim = calloc((size_t)edits, sizeof(double)), *sec = calloc((size_t)edits, sizeof(double));
@@ -348,7 +242,7 @@ int main(int argc, char **argv)
         char addr[32];
         snprintf(addr, sizeof(addr), "198.51.%d.%d", 101 + e / 250, 1 + e % 250);
         double t0 = save_record(man, addr), wall_rename = wall_now();
-        if (!wait_served(s, NSERVERS, addr, t0, 10000))
+        if (up_wait_served(s, NSERVERS, "bench.example.com.", addr, t0, 10000) != 1)
             die("edit %d (%s) not served everywhere within 10 s", e, addr);
         if (trace) /* the wall clock, to line edits up with bindy's and named's logs */
             fprintf(stderr, "edit %d: renamed at %.3f s (wall clock); served after %.1f %.1f %.1f %.1f ms\n", e,
