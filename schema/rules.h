@@ -32,4 +32,10 @@ int val__is_ipv6(const char *s);
  * octets in wire form (RFC 1035). */
 int val__dns_name_ok(const char *s);
 
+/* A POSIX ERE with every {m,n} whose n >= 16 written {m,} (outside bracket expressions,
+ * not escaped), and in *min_n the smallest such n: for subjects of at most *min_n bytes
+ * both match the same strings (no repetition can exceed its bound), and glibc runs the
+ * relaxed one faster. NULL when nothing was relaxed (or out of memory); free() it. */
+char *val__relax_pattern(const char *pattern, size_t *min_n);
+
 #endif

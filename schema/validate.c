@@ -20,9 +20,15 @@ typedef struct {
 extern const bd_embedded_file_t bd_crd_files[];
 extern const size_t bd_crd_nfiles;
 
+/* A pattern and, when it bounds a repetition by {m,n} with a large n, the same pattern with
+ * {m,} there: for a subject of at most relax_max bytes no repetition can exceed its bound,
+ * so both match the same strings, and glibc runs the relaxed form about five times faster
+ * (it unrolls {1,63} into 63 copies: 1.4 us per DNS name, a third of validating a record). */
 typedef struct {
     char *pattern;
     regex_t re;
+    regex_t relaxed;
+    size_t relax_max; /* 0: no relaxed form */
 } val_regex_t;
 
 /* A schema node with what the walk asks of it looked up once, at load. The walk runs for
@@ -41,7 +47,7 @@ typedef struct {
 struct vnode {
     char *spath; /* e.g. "spec.ipv4Addresses[]" */
     const char *type, *format, *pattern, *list_type;
-    const regex_t *re;
+    const val_regex_t *re;
     int nullable, int_or_string, preserve, addl_true;
     const json_t *enm, *required, *validations, *map_keys;
     const json_t *min_items, *max_items, *min_len, *max_len, *minimum, *maximum;
@@ -115,11 +121,75 @@ static int re_cmp(const void *a, const void *b)
     return strcmp(((const val_regex_t *)a)->pattern, ((const val_regex_t *)b)->pattern);
 }
 
-static const regex_t *catalog_regex(const val_catalog_t *cat, const char *pattern)
+static const val_regex_t *catalog_regex(const val_catalog_t *cat, const char *pattern)
 {
     val_regex_t key = {.pattern = (char *)pattern};
     const val_regex_t *hit = bd_bsearch(&key, cat->res, cat->nres, sizeof(*cat->res), re_cmp);
-    return hit ? &hit->re : NULL;
+    return hit;
+}
+
+char *val__relax_pattern(const char *pat, size_t *min_n)
+{
+    size_t len = strlen(pat), o = 0;
+    char *out = malloc(len + 1);
+    if (out == NULL)
+        return NULL;
+    *min_n = SIZE_MAX;
+    for (size_t i = 0; i < len;) {
+        if (pat[i] == '\\' && i + 1 < len) {
+            out[o++] = pat[i++];
+            out[o++] = pat[i++];
+        } else if (pat[i] == '[') {
+            /* a bracket expression: copied as it is ("]" first is a member; [:x:], [.x.]
+             * and [=x=] hold their own "]") */
+            size_t j = i + 1;
+            if (j < len && pat[j] == '^')
+                j++;
+            if (j < len && pat[j] == ']')
+                j++;
+            while (j < len && pat[j] != ']') {
+                if (pat[j] == '[' && j + 1 < len && strchr(":.=", pat[j + 1]) != NULL) {
+                    const char *end = strstr(pat + j + 2, (char[]){pat[j + 1], ']', '\0'});
+                    j = end ? (size_t)(end - pat) + 2 : len;
+                } else {
+                    j++;
+                }
+            }
+            j = j < len ? j + 1 : len;
+            memcpy(out + o, pat + i, j - i);
+            o += j - i;
+            i = j;
+        } else if (pat[i] == '{') {
+            char *end;
+            unsigned long m = strtoul(pat + i + 1, &end, 10), n = 0;
+            bool bound = end > pat + i + 1 && *end == ',' && end[1] >= '0' && end[1] <= '9';
+            if (bound)
+                n = strtoul(end + 1, &end, 10);
+            if (bound && *end == '}' && n >= 16 && n >= m) {
+                o += (size_t)sprintf(out + o, "{%lu,}", m);
+                if (n < *min_n)
+                    *min_n = n;
+                i = (size_t)(end - pat) + 1;
+            } else {
+                out[o++] = pat[i++];
+            }
+        } else {
+            out[o++] = pat[i++];
+        }
+    }
+    out[o] = '\0';
+    if (*min_n == SIZE_MAX) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static bool regex_match(const val_regex_t *r, const char *s)
+{
+    if (r->relax_max > 0 && strnlen(s, r->relax_max + 1) <= r->relax_max)
+        return regexec(&r->relaxed, s, 0, NULL, 0) == 0;
+    return regexec(&r->re, s, 0, NULL, 0) == 0;
 }
 
 /* Compile every pattern of a schema tree once, at load. */
@@ -154,6 +224,10 @@ static int compile_patterns(val_catalog_t *cat, const json_t *schema, const char
                 regfree(&r->re);
                 return bd_err_set(err, BD_ENOMEM, "out of memory");
             }
+            size_t min_n = 0;
+            char *relaxed = val__relax_pattern(pattern, &min_n);
+            r->relax_max = relaxed && regcomp(&r->relaxed, relaxed, REG_EXTENDED | REG_NOSUB) == 0 ? min_n : 0;
+            free(relaxed);
             cat->nres++;
         }
     }
@@ -362,6 +436,8 @@ void val_catalog_free(val_catalog_t *cat)
     }
     for (size_t i = 0; i < cat->nres; i++) {
         regfree(&cat->res[i].re);
+        if (cat->res[i].relax_max > 0)
+            regfree(&cat->res[i].relaxed);
         free(cat->res[i].pattern);
     }
     free(cat->res);
@@ -610,7 +686,7 @@ static void walk_string(walk_t *w, const vnode_t *n, const json_t *v, const char
     if (n->min_len && chars < (size_t)json_integer_value(n->min_len))
         val_report_add(w->rep, VAL_ERROR, path, "must be at least %lld characters long",
                        (long long)json_integer_value(n->min_len));
-    if (n->pattern != NULL && n->re != NULL && regexec(n->re, s, 0, NULL, 0) != 0) {
+    if (n->pattern != NULL && n->re != NULL && !regex_match(n->re, s)) {
         /* A C check on this field says what is wrong in words; the regex is the
          * fallback, as in the API server's "should match" message. */
         size_t n0 = w->rep->n;

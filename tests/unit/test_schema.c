@@ -19,8 +19,11 @@
 
 #include <cmocka.h>
 
+#include <regex.h>
+
 #include "manifest.h"
 #include "resource.h"
+#include "rules.h"
 #include "validate.h"
 
 static val_catalog_t *cat;
@@ -545,6 +548,94 @@ static void test_cases(void **state)
     }
 }
 
+/* Patterns with large {m,n} bounds run relaxed to {m,} on subjects no longer than the
+ * smallest such n (glibc unrolls the bounds). The rewrite leaves bracket expressions and
+ * escapes alone, and the two forms agree on every subject it is used for. */
+static void test_relaxed_patterns(void **state)
+{
+    static const struct {
+        const char *in, *out;
+        size_t min_n;
+    } rw[] = {
+        {"^(@|\\*|(\\*\\.)?([A-Za-z0-9_-]{1,63}\\.)*[A-Za-z0-9_-]{1,63}\\.?)$",
+         "^(@|\\*|(\\*\\.)?([A-Za-z0-9_-]{1,}\\.)*[A-Za-z0-9_-]{1,}\\.?)$", 63},
+        {"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", "^[A-Za-z0-9][A-Za-z0-9._-]{0,}$", 127},
+        {"^_[a-z]{1,62}\\._x{1,20}$", "^_[a-z]{1,}\\._x{1,}$", 20},
+        {"[{1,63}]x{2,40}", "[{1,63}]x{2,}", 40},         /* braces in brackets are members */
+        {"[[:alpha:]{]{1,40}", "[[:alpha:]{]{1,}", 40},   /* so is "]" inside [:class:] */
+        {"\\{1,99}", NULL, 0},                            /* escaped: a literal brace */
+        {"[]{1,30}]", NULL, 0},                            /* "]" first is a member */
+        {"a{3}b{1,3}c{2,}", NULL, 0},                      /* nothing large and bounded */
+    };
+    for (size_t i = 0; i < sizeof(rw) / sizeof(*rw); i++) {
+        size_t min_n = 0;
+        char *out = val__relax_pattern(rw[i].in, &min_n);
+        if (rw[i].out == NULL) {
+            if (out != NULL)
+                fail_msg("%s: relaxed to %s", rw[i].in, out);
+            continue;
+        }
+        assert_non_null(out);
+        assert_string_equal(out, rw[i].out);
+        assert_int_equal(min_n, rw[i].min_n);
+        /* Agreement on random subjects over the alphabet the patterns care about, every
+         * length up to min_n, with labels near the bounds. */
+        regex_t exact, relaxed;
+        assert_int_equal(regcomp(&exact, rw[i].in, REG_EXTENDED | REG_NOSUB), 0);
+        assert_int_equal(regcomp(&relaxed, out, REG_EXTENDED | REG_NOSUB), 0);
+        static const char alphabet[] = "aaaaaaaaZ9_-..*@ {}";
+        unsigned seed = 7;
+        for (int k = 0; k < 3000; k++) {
+            char subj[256];
+            size_t len = (size_t)rand_r(&seed) % (min_n + 1);
+            for (size_t c = 0; c < len; c++)
+                subj[c] = alphabet[(size_t)rand_r(&seed) % (sizeof(alphabet) - 1)];
+            subj[len] = '\0';
+            if (k % 3 == 0 && len > 0)
+                subj[0] = k % 2 ? '_' : 'a'; /* a plausible start, so that some match */
+            bool e = regexec(&exact, subj, 0, NULL, 0) == 0, r = regexec(&relaxed, subj, 0, NULL, 0) == 0;
+            if (e != r)
+                fail_msg("%s and %s disagree on \"%s\"", rw[i].in, out, subj);
+        }
+        regfree(&exact);
+        regfree(&relaxed);
+        free(out);
+    }
+}
+
+/* Record names, end to end: both sides of the relaxed form's length and of a 63-character
+ * label give the API server's verdict. */
+static void test_name_pattern_bounds(void **state)
+{
+    char n63[64], n64[65], two63[128], x_64[67], n62sp[64];
+    memset(n63, 'a', 63);
+    n63[63] = '\0';
+    memset(n64, 'b', 64);
+    n64[64] = '\0';
+    snprintf(two63, sizeof(two63), "%s.%s", n63, n63);
+    snprintf(x_64, sizeof(x_64), "x.%s", n64);
+    snprintf(n62sp, sizeof(n62sp), "%.60s a", n63);
+    static const char *const ok[] = {"www", "@", "*", "*.dev", "a.b.c.", "-ok_-"};
+    const char *const bad[] = {"a..b", "a b", "w$w", "", "*x", "x.*", n62sp, n64, x_64};
+    const char *const ok_long[] = {n63, two63};
+    for (size_t i = 0; i < 6 + 9 + 2; i++) {
+        const char *name = i < 6 ? ok[i] : i < 15 ? bad[i - 6] : ok_long[i - 15];
+        bool valid = i < 6 || i >= 15;
+        json_t *obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:[s]}}", "apiVersion",
+                                "bindy.firestoned.io/v1beta1", "kind", "ARecord", "metadata", "name", "x",
+                                "namespace", "ns", "spec", "name", name, "ipv4Addresses", "10.0.0.1");
+        val_report_t rep;
+        val_report_init(&rep);
+        val_check(cat, obj, &rep);
+        bool got = rep.nerrors == 0;
+        val_report_deinit(&rep);
+        json_decref(obj);
+        if (got != valid)
+            fail_msg("spec.name \"%s\" (%zu characters): %s, want %s", name, strlen(name),
+                     got ? "valid" : "invalid", valid ? "valid" : "invalid");
+    }
+}
+
 static void test_unknown_fields_warn(void **state)
 {
     json_t *obj = parse_one(HDR("ARecord") "spec: {name: www, ipv4Addresses: [10.0.0.1], bindcarConfig: {x: 1}}\n");
@@ -728,6 +819,8 @@ int main(void)
         cmocka_unit_test(test_c_rules_and_crds_agree),
         cmocka_unit_test(test_crd_rules_are_enforced),
         cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_relaxed_patterns),
+        cmocka_unit_test(test_name_pattern_bounds),
         cmocka_unit_test(test_unknown_fields_warn),
         cmocka_unit_test(test_defaults_are_applied),
         cmocka_unit_test(test_borrowed_check_agrees),
