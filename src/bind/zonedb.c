@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "sort.h"
@@ -1167,6 +1168,68 @@ void bind_zonedb_xfr_free(bind_zonedb_xfr_t *x)
 
 /* ---- text parsing ---- */
 
+/* The lines the projector writes, "owner. TTL IN TYPE RDATA" with an absolute owner, a
+ * decimal TTL and rdata of plain tokens, parsed field by field with ldns' own field parsers.
+ * ldns_rr_new_frm_str tokenises through an ldns_buffer: ~19,000 instructions for an A
+ * record, 18 % of catching up on 10,000 records. Only field types whose text is one plain
+ * token are taken (addresses, absolute names, integers: A, AAAA, CNAME, NS, PTR, MX, SRV);
+ * NULL for anything else, which ldns_rr_new_frm_str then parses (and words the errors of). */
+static ldns_rr *rr_from_plain_line(const char *line)
+{
+    enum { MAXTOK = 12 };
+    char tok[MAXTOK][NAME_TEXT_MAX];
+    size_t n = 0;
+    for (const char *p = line; *p != '\0';) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0')
+            break;
+        size_t l = strcspn(p, " \t");
+        if (n == MAXTOK || l >= NAME_TEXT_MAX || memchr(p, '"', l) || memchr(p, '(', l) || memchr(p, ')', l) ||
+            memchr(p, ';', l) || memchr(p, '\\', l))
+            return NULL;
+        memcpy(tok[n], p, l);
+        tok[n++][l] = '\0';
+        p += l;
+    }
+    if (n < 5 || line[0] == ' ' || line[0] == '\t' || tok[0][strlen(tok[0]) - 1] != '.' ||
+        strspn(tok[1], "0123456789") != strlen(tok[1]) || strlen(tok[1]) > 9 || strcasecmp(tok[2], "IN") != 0)
+        return NULL;
+    ldns_rr_type type = ldns_get_rr_type_by_name(tok[3]);
+    const ldns_rr_descriptor *d = type != 0 ? ldns_rr_descript(type) : NULL;
+    size_t nf = n - 4;
+    if (d == NULL || nf < ldns_rr_descriptor_minimum(d) || nf > ldns_rr_descriptor_maximum(d))
+        return NULL;
+    for (size_t i = 0; i < nf; i++) {
+        ldns_rdf_type ft = ldns_rr_descriptor_field_type(d, i);
+        if (!(ft == LDNS_RDF_TYPE_A || ft == LDNS_RDF_TYPE_AAAA || ft == LDNS_RDF_TYPE_INT8 ||
+              ft == LDNS_RDF_TYPE_INT16 || ft == LDNS_RDF_TYPE_INT32 ||
+              (ft == LDNS_RDF_TYPE_DNAME && tok[4 + i][strlen(tok[4 + i]) - 1] == '.')))
+            return NULL;
+    }
+    ldns_rr *rr = ldns_rr_new();
+    ldns_rdf *owner = ldns_dname_new_frm_str(tok[0]);
+    if (rr == NULL || owner == NULL)
+        goto fail;
+    ldns_rr_set_owner(rr, owner);
+    owner = NULL;
+    ldns_rr_set_ttl(rr, (uint32_t)strtoul(tok[1], NULL, 10));
+    ldns_rr_set_class(rr, LDNS_RR_CLASS_IN);
+    ldns_rr_set_type(rr, type);
+    for (size_t i = 0; i < nf; i++) {
+        ldns_rdf *f = ldns_rdf_new_frm_str(ldns_rr_descriptor_field_type(d, i), tok[4 + i]);
+        if (f == NULL || !ldns_rr_push_rdf(rr, f)) {
+            ldns_rdf_deep_free(f);
+            goto fail;
+        }
+    }
+    return rr;
+fail:
+    ldns_rdf_deep_free(owner);
+    ldns_rr_free(rr);
+    return NULL;
+}
+
 int bind_zonedb_parse_rrs(const char *text, const char *origin, uint32_t default_ttl,
                           ldns_rr_list **out, bd_err_t *err)
 {
@@ -1224,8 +1287,14 @@ int bind_zonedb_parse_rrs(const char *text, const char *origin, uint32_t default
             orig = o;
             continue;
         }
-        ldns_rr *rr = NULL;
-        ldns_status st = ldns_rr_new_frm_str(&rr, line, default_ttl, orig, &prev);
+        ldns_rr *rr = rr_from_plain_line(line);
+        ldns_status st = LDNS_STATUS_OK;
+        if (rr != NULL) { /* the owner of a following line that leaves it out, as ldns does */
+            ldns_rdf_deep_free(prev);
+            prev = ldns_rdf_clone(ldns_rr_owner(rr));
+        } else {
+            st = ldns_rr_new_frm_str(&rr, line, default_ttl, orig, &prev);
+        }
         if (st != LDNS_STATUS_OK) {
             rc = bd_err_set(err, BD_EPARSE, "line %u: %s: '%.80s'", lineno,
                             ldns_get_errorstr_by_id(st), p);

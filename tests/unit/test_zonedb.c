@@ -548,6 +548,67 @@ static size_t change_cost(size_t nrecords)
     return (size_t)cost;
 }
 
+/* Lines as the projector writes them are parsed field by field, the rest by
+ * ldns_rr_new_frm_str: every line gives the same RR (owner, TTL, class, type, rdata; wire
+ * compared) as ldns_rr_new_frm_str alone, and an owner left out takes the last one. */
+static void test_parse_matches_ldns(void **state)
+{
+    static const char *const lines[] = {
+        "r1.example.com. 3600 IN A 10.0.0.1",
+        "R1.Example.COM. 0 in a 10.0.0.255",
+        "*.example.com. 300 IN AAAA 2001:db8::1",
+        "x.example.com.\t60\tIN\tCNAME\twww.example.com.",
+        "example.com. 3600 IN NS ns1.example.com.",
+        "example.com. 3600 IN MX 10 mail.example.com.",
+        "_sip._tcp.example.com. 3600 IN SRV 10 60 5060 sip.example.com.",
+        "1.2.0.192.in-addr.arpa. 3600 IN PTR host.example.com.",
+        "example.com. 3600 IN CAA 0 issue \"letsencrypt.org\"",
+        "t.example.com. 3600 IN TXT \"a b\" \"c\"",
+        "example.com. 3600 IN SOA ns1.example.com. admin.example.com. 7 3600 600 604800 86400",
+        "rel 3600 IN A 10.0.0.2",                     /* relative owner: the origin */
+        "r2.example.com. IN A 10.0.0.3",              /* no TTL: the default */
+        "r3.example.com. 1h IN A 10.0.0.4",           /* TTL with a unit */
+        "c.example.com. 3600 IN CNAME www",           /* relative target */
+        "r4.example.com. 3600 IN A 10.0.0.5 ; note",  /* a comment */
+        "  3600 IN A 10.0.0.6",                       /* the previous owner */
+        "r5.example.com. 3600 IN MX 10",              /* a field missing: an error either way */
+    };
+    ldns_rdf *origin = ldns_dname_new_frm_str("example.com.");
+    for (size_t i = 0; i < sizeof(lines) / sizeof(*lines); i++) {
+        ldns_rr *want = NULL;
+        ldns_rdf *prev = i > 0 ? ldns_dname_new_frm_str("r4.example.com.") : NULL;
+        ldns_status st = ldns_rr_new_frm_str(&want, lines[i], 300, origin, &prev);
+        ldns_rdf_deep_free(prev);
+        /* the line after the one with the comment: parsed together, as in a zone text */
+        char text[512];
+        snprintf(text, sizeof(text), "%s%s\n", i == 16 ? "r4.example.com. 3600 IN A 10.0.0.5\n" : "",
+                 lines[i]);
+        ldns_rr_list *got = NULL;
+        bd_err_t err;
+        int rc = bind_zonedb_parse_rrs(text, "example.com", 300, &got, &err);
+        if (st != LDNS_STATUS_OK) {
+            if (rc == BD_OK)
+                fail_msg("%s: parsed, but ldns refuses it", lines[i]);
+            ldns_rr_free(want);
+            continue;
+        }
+        if (rc != BD_OK)
+            fail_msg("%s: %s", lines[i], err.msg);
+        ldns_rr *g = ldns_rr_list_rr(got, ldns_rr_list_rr_count(got) - 1);
+        uint8_t *w1 = NULL, *w2 = NULL;
+        size_t l1 = 0, l2 = 0;
+        assert_int_equal(ldns_rr2wire(&w1, want, LDNS_SECTION_ANSWER, &l1), LDNS_STATUS_OK);
+        assert_int_equal(ldns_rr2wire(&w2, g, LDNS_SECTION_ANSWER, &l2), LDNS_STATUS_OK);
+        if (l1 != l2 || memcmp(w1, w2, l1) != 0)
+            fail_msg("%s: not the RR ldns parses", lines[i]);
+        free(w1);
+        free(w2);
+        ldns_rr_free(want);
+        ldns_rr_list_deep_free(got);
+    }
+    ldns_rdf_deep_free(origin);
+}
+
 static void test_change_cost(void **state)
 {
     size_t small = change_cost(100);
@@ -566,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_ixfr_condensed),  cmocka_unit_test(test_history_bounds),
         cmocka_unit_test(test_hooks),           cmocka_unit_test(test_xfr_snapshot),
         cmocka_unit_test(test_change_cost),     cmocka_unit_test(test_canonical_order),
+        cmocka_unit_test(test_parse_matches_ldns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
