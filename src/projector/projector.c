@@ -38,6 +38,49 @@ __attribute__((format(printf, 2, 3))) static char *xfmt(proj_t *p, const char *f
     return s;
 }
 
+/* The concatenation of its arguments up to a NULL: the strings built for every event
+ * (owners, RR lines, keys, status texts), which vasprintf built at ~1,500 instructions
+ * each, a tenth of catching up on 10,000 records. */
+static char *xcat_(proj_t *p, ...)
+{
+    va_list ap;
+    size_t n = 0;
+    va_start(ap, p);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;)
+        n += strlen(s);
+    va_end(ap);
+    char *out = malloc(n + 1), *o = out;
+    if (out == NULL) {
+        p->oom = 1;
+        return NULL;
+    }
+    va_start(ap, p);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
+        size_t l = strlen(s);
+        memcpy(o, s, l);
+        o += l;
+    }
+    va_end(ap);
+    *o = '\0';
+    return out;
+}
+#define xcat(p, ...) xcat_((p), __VA_ARGS__, (const char *)NULL)
+
+/* Decimal text of v in buf (at least 21 bytes); returns buf. */
+static char *dec(char *buf, long long v)
+{
+    char tmp[24], *t = tmp + sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    *--t = '\0';
+    do
+        *--t = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--t = '-';
+    memcpy(buf, t, (size_t)(tmp + sizeof(tmp) - t));
+    return buf;
+}
+
 static void strv_add(proj_t *p, res_strv_t *v, char *owned)
 {
     if (owned == NULL) {
@@ -168,7 +211,7 @@ static char *owner_of(proj_t *p, const proj_zone_t *z, const char *name)
     else if (n > 0 && name[n - 1] == '.')
         abs = xstrdup(p, name);
     else
-        abs = xfmt(p, "%s.%s", name, z->origin);
+        abs = xcat(p, name, ".", z->origin);
     if (abs == NULL)
         return NULL;
     lower(abs);
@@ -192,7 +235,7 @@ static char *target_of(proj_t *p, const proj_zone_t *z, const char *name)
     else if (strcmp(name, ".") == 0 || (n > 0 && name[n - 1] == '.'))
         t = xstrdup(p, name);
     else
-        t = xfmt(p, "%s.%s", name, z->origin);
+        t = xcat(p, name, ".", z->origin);
     if (t)
         lower(t);
     return t;
@@ -243,17 +286,18 @@ static void render_record(proj_t *p, const proj_zone_t *z, const char *owner, co
     const res_record_t *rec = &r->u.record;
     long long ttl = (long long)record_ttl(z, r);
     const char *type = rr_type(r->kind);
-    char *t = NULL;
+    char *t = NULL, ttls[24];
+    dec(ttls, ttl);
     switch (r->kind) {
     case RES_A:
     case RES_AAAA:
         for (size_t i = 0; i < rec->u.addrs.n; i++)
-            strv_add(p, out, xfmt(p, "%s %lld IN %s %s", owner, ttl, type, rec->u.addrs.v[i]));
+            strv_add(p, out, xcat(p, owner, " ", ttls, " IN ", type, " ", rec->u.addrs.v[i]));
         break;
     case RES_CNAME:
     case RES_NS:
         if ((t = target_of(p, z, rec->u.target)))
-            strv_add(p, out, xfmt(p, "%s %lld IN %s %s", owner, ttl, type, t));
+            strv_add(p, out, xcat(p, owner, " ", ttls, " IN ", type, " ", t));
         break;
     case RES_MX:
         if ((t = target_of(p, z, rec->u.mx.exchange)))
@@ -1339,7 +1383,7 @@ static void status_compute(proj_t *p, obj_t *o)
             }
         }
         status_set(p, o, true, R_READY,
-                   xfmt(p, "published as %s in zone %s%s", o->contribs[0].owner, o->contribs[0].zone,
+                   xcat(p, "published as ", o->contribs[0].owner, " in zone ", o->contribs[0].zone,
                         o->ncontribs > 1 ? " and others" : ""));
         break;
     }
@@ -1529,7 +1573,7 @@ int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err)
     const json_t *dts = ev->object ? json_object_get(json_object_get(ev->object, "metadata"), "deletionTimestamp") : NULL;
     bool gone = ev->type == JNL_DELETED || (dts != NULL && !json_is_null(dts));
     const char *ns = ev->ns && ev->ns[0] ? ev->ns : "default";
-    char *key = xfmt(p, "%s/%s/%s", ev->kind, ns, ev->name);
+    char *key = xcat(p, ev->kind, "/", ns, "/", ev->name);
     if (key == NULL)
         return bd_err_set(err, BD_ENOMEM, "projector: out of memory");
     obj_t *o = bd_hmap_get(p->objs, key);
@@ -1726,7 +1770,7 @@ int proj_take_changes(proj_t *p, proj_changes_t *out)
         obj_t *o = bd_hmap_get(p->objs, names[i]);
         if (o == NULL || o->reason == NULL)
             continue;
-        char *now = xfmt(p, "%s\n%d\n%s", o->reason, o->ready, o->message ? o->message : "");
+        char *now = xcat(p, o->reason, o->ready ? "\n1\n" : "\n0\n", o->message ? o->message : "");
         if (now != NULL && (o->reported == NULL || strcmp(now, o->reported) != 0)) {
             strv_add(p, &out->statuses, xstrdup(p, names[i]));
             free(o->reported);
