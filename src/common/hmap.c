@@ -57,6 +57,25 @@ void bd_hmap_free(bd_hmap_t *m)
 
 size_t bd_hmap_count(const bd_hmap_t *m) { return m->count; }
 
+void bd_hmap_clear(bd_hmap_t *m)
+{
+    if (m == NULL || m->count == 0)
+        return;
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->slots[i].key);
+    m->count = 0;
+    /* A table that grew past 256 slots goes back to 16, so that an empty set is not a
+     * long walk at the next clear; if that allocation fails the old one is kept. */
+    slot_t *small = m->cap > 256 ? calloc(16, sizeof(*small)) : NULL;
+    if (small != NULL) {
+        free(m->slots);
+        m->slots = small;
+        m->cap = 16;
+    } else {
+        memset(m->slots, 0, m->cap * sizeof(*m->slots));
+    }
+}
+
 static size_t find(const bd_hmap_t *m, const char *key, uint64_t h)
 {
     size_t mask = m->cap - 1, i = (size_t)h & mask;

@@ -19,6 +19,10 @@ bd_hmap_t *bd_hmap_new(void);
 void bd_hmap_free(bd_hmap_t *m);
 
 size_t bd_hmap_count(const bd_hmap_t *m);
+
+/* Remove every entry (the keys are freed, the values are the caller's), keeping the
+ * table unless it grew large: for the sets a caller empties after every event. */
+void bd_hmap_clear(bd_hmap_t *m);
 /* Borrowed value or NULL. */
 void *bd_hmap_get(const bd_hmap_t *m, const char *key);
 /* Insert or replace. *old (if non-NULL) gets the replaced value or NULL.

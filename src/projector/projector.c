@@ -1535,13 +1535,10 @@ static void finish_event(proj_t *p)
                 p->oom = 1;
         }
         z->changed = false;
-        bd_hmap_free(z->evnet);
-        z->evnet = NULL;
+        bd_hmap_clear(z->evnet);
     }
     free(names);
-    /* bd_hmap has no clear: replace the per-event sets */
-    bd_hmap_free(p->zchanged);
-    p->zchanged = bd_hmap_new();
+    bd_hmap_clear(p->zchanged);
     size_t pos = 0;
     const char *key;
     obj_t *o;
@@ -1550,10 +1547,7 @@ static void finish_event(proj_t *p)
         if (bd_hmap_put(p->status_dirty, key, (void *)1, NULL) != BD_OK)
             p->oom = 1;
     }
-    bd_hmap_free(p->touched);
-    p->touched = bd_hmap_new();
-    if (p->zchanged == NULL || p->touched == NULL)
-        p->oom = 1;
+    bd_hmap_clear(p->touched);
 }
 
 int proj_apply(proj_t *p, const jnl_event_t *ev, bd_err_t *err)
@@ -1757,12 +1751,10 @@ int proj_take_changes(proj_t *p, proj_changes_t *out)
     pend_t *pd;
     while (bd_hmap_next(p->pending, &pos, NULL, (void **)&pd))
         pend_free(pd);
-    bd_hmap_free(p->pending);
-    p->pending = bd_hmap_new();
+    bd_hmap_clear(p->pending);
 
     keys_into(p, p->inst_changed, &out->instances);
-    bd_hmap_free(p->inst_changed);
-    p->inst_changed = bd_hmap_new();
+    bd_hmap_clear(p->inst_changed);
 
     /* Only statuses that really differ from what the last take reported. */
     names = bd_hmap_keys_sorted(p->status_dirty, &n);
@@ -1780,10 +1772,7 @@ int proj_take_changes(proj_t *p, proj_changes_t *out)
         }
     }
     free(names);
-    bd_hmap_free(p->status_dirty);
-    p->status_dirty = bd_hmap_new();
-    if (p->pending == NULL || p->inst_changed == NULL || p->status_dirty == NULL)
-        p->oom = 1;
+    bd_hmap_clear(p->status_dirty);
     if (p->oom) {
         proj_changes_deinit(out);
         return BD_ENOMEM;
