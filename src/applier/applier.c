@@ -54,10 +54,13 @@ static char *join(const res_strv_t *v, const char *extra)
     char *s = malloc(len + 1), *o = s;
     if (s == NULL)
         return NULL;
-    if (extra)
-        o += sprintf(o, "%s\n", extra);
-    for (size_t i = 0; i < v->n; i++)
-        o += sprintf(o, "%s\n", v->v[i]);
+    for (size_t i = extra ? 0 : 1; i <= v->n; i++) {
+        const char *line = i == 0 ? extra : v->v[i - 1];
+        size_t l = strlen(line);
+        memcpy(o, line, l);
+        o[l] = '\n';
+        o += l + 1;
+    }
     *o = '\0';
     return s;
 }
