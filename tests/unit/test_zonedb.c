@@ -5,6 +5,7 @@
  */
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
@@ -198,6 +199,23 @@ static void test_create_errors(void **state)
                            &err),
                      BD_EINVAL);
     assert_non_null(strstr(err.msg, "outside"));
+    /* inside means at the apex or below it, label by label, in any case */
+    static const struct {
+        const char *owner;
+        bool inside;
+    } where[] = {{"example.com.", true},        {"EXAMPLE.Com.", true},      {"a.b.Example.com.", true},
+                 {"xexample.com.", false},      {"example.com.evil.", false}, {"com.", false},
+                 {"example.org.", false},       {"a\\.b.example.com.", true}, /* one label "a.b" */
+                 {"\\.example.com.", false}}; /* one label ".example" under com */
+    for (size_t i = 0; i < sizeof(where) / sizeof(*where); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "@ IN SOA ns1 h 1 2 3 4 5\n%s IN A 192.0.2.1\n", where[i].owner);
+        int rc = apply(db, "example.com", NULL, text, 1, &err);
+        if ((rc == BD_OK) != where[i].inside)
+            fail_msg("%s: %s", where[i].owner, rc == BD_OK ? "accepted" : err.msg);
+        if (rc == BD_OK)
+            assert_int_equal(bind_zonedb_remove(db, "example.com"), BD_OK);
+    }
     assert_int_equal(apply(db, "example.com", NULL,
                            "@ IN SOA ns1 h 1 2 3 4 5\nwww CH A 192.0.2.1\n", 1, &err),
                      BD_EINVAL);
