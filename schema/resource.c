@@ -197,6 +197,21 @@ static json_t *rd_json(rd_t *r, const json_t *obj, const char *field)
     return (r->rc != BD_OK || v == NULL || json_is_null(v)) ? NULL : json_incref((json_t *)v);
 }
 
+/* Dotted decimal of a binary IPv4 address, as inet_ntop writes it. */
+static void ipv4_text(char out[16], const unsigned char b[4])
+{
+    char *o = out;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100)
+            *o++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *o++ = (char)('0' + v / 10 % 10);
+        *o++ = (char)('0' + v % 10);
+        *o++ = i < 3 ? '.' : '\0';
+    }
+}
+
 /* An address in canonical text form (inet_ntop), so "::0:1" and "::1" are one RR. */
 static void rd_addrs(rd_t *r, const json_t *spec, const char *field, int af, res_strv_t *out)
 {
@@ -212,7 +227,10 @@ static void rd_addrs(rd_t *r, const json_t *spec, const char *field, int af, res
                     af == AF_INET ? "IPv4" : "IPv6");
             break;
         }
-        inet_ntop(af, bin, text, sizeof(text));
+        if (af == AF_INET) /* inet_ntop formats IPv4 with sprintf: a tenth of reading a record */
+            ipv4_text(text, bin);
+        else
+            inet_ntop(af, bin, text, sizeof(text));
         if (strv_push(out, text, strlen(text)) != BD_OK)
             rd_fail(r, BD_ENOMEM, "out of memory");
     }

@@ -1344,10 +1344,14 @@ static void status_compute(proj_t *p, obj_t *o)
         else if (z->instances.n == 0)
             status_set(p, o, false, R_NOINST,
                        xfmt(p, "no Bind9Instance is selected by bind9InstancesFrom or clusterRef"));
-        else
+        else {
+            /* recomputed whenever one of its records changes: no printf */
+            char ni[24], nr[24];
             status_set(p, o, true, R_READY,
-                       xfmt(p, "served by %zu instance%s with %zu record%s", z->instances.n,
-                            z->instances.n == 1 ? "" : "s", z->nrecords, z->nrecords == 1 ? "" : "s"));
+                       xcat(p, "served by ", dec(ni, (long long)z->instances.n), " instance",
+                            z->instances.n == 1 ? "" : "s", " with ", dec(nr, (long long)z->nrecords), " record",
+                            z->nrecords == 1 ? "" : "s"));
+        }
         break;
     }
     case RES_BIND9INSTANCE: {

@@ -58,6 +58,15 @@ static void test_records(void **state)
     assert_string_equal(r->u.record.u.addrs.v[0], "2001:db8::1");
     assert_int_equal(r->u.record.ttl, -1);
     res_free(r);
+    /* IPv4 in the text inet_ntop gives (formatted without it) */
+    r = typed(HDR("ARecord") "spec: {name: www, ipv4Addresses: [0.0.0.0, 10.20.100.9, 255.255.255.255, "
+                             "1.0.99.100]}\n",
+              BD_OK, NULL);
+    static const char *const v4[] = {"0.0.0.0", "10.20.100.9", "255.255.255.255", "1.0.99.100"};
+    assert_int_equal(r->u.record.u.addrs.n, 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(r->u.record.u.addrs.v[i], v4[i]);
+    res_free(r);
 
     char long_txt[700];
     memset(long_txt, 'a', 600);
