@@ -92,9 +92,14 @@ void doc_path_key(char *path, const char *key)
 
 void doc_path_index(char *path, size_t i)
 {
-    char piece[32];
-    snprintf(piece, sizeof(piece), "[%zu]", i);
-    path_append(path, piece);
+    char piece[32], *p = piece + sizeof(piece);
+    *--p = '\0';
+    *--p = ']';
+    do
+        *--p = (char)('0' + i % 10);
+    while ((i /= 10) != 0);
+    *--p = '[';
+    path_append(path, p);
 }
 
 /* ---- documents ---------------------------------------------------------------- */

@@ -98,6 +98,20 @@ typedef struct {
     bd_hmap_t *m;
 } seenv_t;
 
+/* parts joined into out (cap bytes), cut short if they do not fit */
+static void join_into(char *out, size_t cap, const char *const *parts, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(parts[i]);
+        if (l > cap - 1 - o)
+            l = cap - 1 - o;
+        memcpy(out + o, parts[i], l);
+        o += l;
+    }
+    out[o] = '\0';
+}
+
 static const char *seen_check(seenv_t *s, const char *key, const char *where, int *nomem)
 {
     if (s->m == NULL && (s->m = bd_hmap_new()) == NULL) {
@@ -159,11 +173,18 @@ static int scan_file(const val_catalog_t *cat, const char *file, seenv_t *seen, 
             .cls = val_classify(cat, json_string_value(json_object_get(obj, "apiVersion")), json_string_value(json_object_get(obj, "kind"))),
             .rep = &rep,
         };
+        char key[1024];
+        key[0] = '\0';
+        o.key = key;
         if (o.name[0] != '\0') {
-            char key[1024], where[1024];
-            snprintf(key, sizeof(key), "%s\n%s\n%s\n%s",
-                     json_string_value(json_object_get(obj, "apiVersion")) ?: "", o.kind, o.ns, o.name);
-            snprintf(where, sizeof(where), "%s:%d", file, doc_start_line(doc));
+            /* once per object: joined without printf */
+            char line[24], where[1024];
+            const char *api = json_string_value(json_object_get(obj, "apiVersion")) ?: "";
+            const char *kparts[] = {api, "\n", o.kind, "\n", o.ns, "\n", o.name};
+            const char *wparts[] = {file, ":", line};
+            snprintf(line, sizeof(line), "%d", doc_start_line(doc));
+            join_into(key, sizeof(key), kparts, 7);
+            join_into(where, sizeof(where), wparts, 3);
             const char *first = seen_check(seen, key, where, &nomem);
             if (first != NULL)
                 val_report_add(&rep, VAL_ERROR, "metadata.name", "duplicates the object at %s", first);

@@ -23,6 +23,7 @@ typedef struct {
     const doc_t *doc; /* for doc_line(doc, issue->path) */
     json_t *obj;      /* validated and defaulted; borrowed, a visitor may keep a reference */
     const char *kind, *ns, *name; /* borrowed; ns is "default" when absent; may be "" */
+    const char *key; /* "apiVersion\nkind\nns\nname" (the journal's order); "" without a name */
     val_class_t cls;
     const val_report_t *rep; /* issues of this object, errors and warnings */
     bool valid;              /* no errors */

@@ -54,8 +54,7 @@ static void on_object(void *arg, const mf_object_t *o)
         s->v = nv;
         s->cap = ncap;
     }
-    const char *api = json_string_value(json_object_get(o->obj, "apiVersion"));
-    char *key = key_of(api, o->kind, o->ns, o->name);
+    char *key = strdup(o->key);
     if (key == NULL) {
         s->oom = 1;
         return;
