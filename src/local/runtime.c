@@ -11,8 +11,6 @@
 #include <unistd.h>
 
 #include "applier.h"
-#include "clock.h"
-#include <time.h>
 #include "fs.h"
 #include "hmap.h"
 #include "keys.h"
@@ -518,7 +516,6 @@ static void import_and_apply(lrt_t *rt)
     msrc_result_t res;
     const char *paths[] = {rt->o.manifests};
     mf_visitor_t rep = {report_object, report_problem};
-    double T0 = bd_mono_s(); { struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts); fprintf(stderr, "TT import start %ld.%03ld\n", (long)ts.tv_sec, ts.tv_nsec / 1000000); }
     if (msrc_import_cached(rt->j, rt->cat, paths, 1, false, rt->mcache, &rep, rt, &res, &err) != BD_OK) {
         bd_error("import %s: %s", rt->o.manifests, err.msg);
         return;
@@ -526,10 +523,8 @@ static void import_and_apply(lrt_t *rt)
     if (res.added + res.modified + res.deleted > 0)
         bd_info("%s: %zu added, %zu modified, %zu deleted", rt->o.manifests, res.added, res.modified, res.deleted);
     size_t n = 0;
-    fprintf(stderr, "TT step %.3f import\n", bd_mono_s() - T0);
     if (app_catch_up(rt->app, &n, &err) != BD_OK)
         bd_error("apply: %s", err.msg);
-    fprintf(stderr, "TT step %.3f done=1\n", bd_mono_s() - T0);
     /* The reports wait until the loop has nothing else to do: the NOTIFYs just queued and
      * the transfers they bring come first. */
     ev_idle_start(rt->loop, &rt->after);

@@ -121,7 +121,7 @@ mv "$man/02-records.yaml" "$work/records.tmp"
 start_bindy "$man" "$state"
 zone_up_all
 t0=$(now_ms)
-echo "TT t0 $t0" >&2; mv "$work/records.tmp" "$man/02-records.yaml"
+mv "$work/records.tmp" "$man/02-records.yaml"
 served_times "$t0"
 check_complete
 echo "BENCH e2e_${label}_records_primaries $(secs "$tp") s"
