@@ -17,6 +17,7 @@
 #include "log.h"
 #include "manifests.h"
 #include "render.h"
+#include "rndc.h"
 #include "server.h"
 #include "soacheck.h"
 #include "supervisor.h"
@@ -25,15 +26,18 @@ typedef struct {
     char *key;  /* "namespace/name/index" */
     char *inst; /* "namespace/name" */
     uint16_t dns, ctl;
+    bind_rndc_t *rndc; /* made when it first needs a repair */
 } replica_t;
 
 typedef struct lrt lrt_t;
 
-/* A serial check in flight, linked so that shutdown can cancel it. */
+/* A serial check in flight, linked so that shutdown can cancel it. round 0 is the check
+ * after a change; round 1 the check after the servers that lagged were repaired. */
 typedef struct vcheck {
     struct vcheck *next;
     lrt_t *rt;
     bind_soacheck_t *h;
+    int round;
 } vcheck_t;
 
 struct lrt {
@@ -180,17 +184,91 @@ static void set_notify_targets(lrt_t *rt)
 
 /* ---- verification: every server publishes the new serial ---------------------------- */
 
+static void verify_zone(lrt_t *rt, const char *zone, uint32_t serial, int round);
+
+/* A repair's reply. A zone the server does not have at all (named: not found) comes with
+ * its catalog, which is transferred again instead. */
+typedef struct {
+    lrt_t *rt;
+    replica_t *rep;
+    char *zone;
+} repair_t;
+
+static void on_repaired(bind_rndc_t *c, const bind_rndc_reply_t *reply, void *arg)
+{
+    repair_t *rp = arg;
+    if (reply->status == BD_ECANCELED) {
+        /* shutting down */
+    } else if (reply->status != BD_OK) {
+        bd_warn("%s: rndc retransfer %s: %s", rp->rep->key, rp->zone, reply->msg);
+    } else if (reply->result == BIND_RNDC_R_NOTFOUND) {
+        const proj_instance_t *in = instance_by_key(rp->rt, rp->rep->inst);
+        repair_t *again = in && strcmp(in->catalog, rp->zone) != 0 ? calloc(1, sizeof(*again)) : NULL;
+        char cmd[1100];
+        if (again != NULL && (again->zone = strdup(in->catalog)) != NULL) {
+            again->rt = rp->rt;
+            again->rep = rp->rep;
+            snprintf(cmd, sizeof(cmd), "retransfer %s", again->zone);
+            if (bind_rndc_command(c, cmd, on_repaired, again) == BD_OK) {
+                bd_info("%s: no zone %s; rndc retransfer of its catalog %s", rp->rep->key, rp->zone, again->zone);
+                again = NULL;
+            }
+        }
+        if (again != NULL)
+            free(again->zone);
+        free(again);
+    } else if (reply->result != BIND_RNDC_R_SUCCESS) {
+        bd_warn("%s: rndc retransfer %s: %s", rp->rep->key, rp->zone, reply->err ? reply->err : reply->text);
+    }
+    free(rp->zone);
+    free(rp);
+}
+
+/* rndc retransfer of zone on a server that does not publish its serial. named can leave a
+ * zone it learned from its catalog unloaded for a minute: at a cold start a secondary's
+ * catalog can name a zone before its primaries have loaded it, the SOA query gets SERVFAIL
+ * from both, and named retries only after 60 s (the NOTIFYs that follow are queued behind
+ * that refresh and then dropped). */
+static bool repair(lrt_t *rt, replica_t *rep, const char *zone)
+{
+    if (rep->rndc == NULL) {
+        bind_rndc_config_t cfg = {.host = rt->o.address, .port = rep->ctl, .key_name = BIND_RNDC_KEY_NAME,
+                                  .alg = BIND_RNDC_HMAC_SHA256, .secret_b64 = rt->rndc_b64};
+        bd_err_t err;
+        if (bind_rndc_new(rt->loop, &cfg, &rep->rndc, &err) != BD_OK) {
+            bd_warn("%s: no rndc client: %s", rep->key, err.msg);
+            return false;
+        }
+    }
+    repair_t *rp = calloc(1, sizeof(*rp));
+    char cmd[1100];
+    if (rp == NULL || (rp->zone = strdup(zone)) == NULL) {
+        free(rp);
+        return false;
+    }
+    rp->rt = rt;
+    rp->rep = rep;
+    snprintf(cmd, sizeof(cmd), "retransfer %s", zone);
+    if (bind_rndc_command(rep->rndc, cmd, on_repaired, rp) != BD_OK) {
+        free(rp->zone);
+        free(rp);
+        return false;
+    }
+    return true;
+}
+
 static void on_checked(void *arg, const char *zone, uint32_t want, const bind_soacheck_result_t *res, size_t n)
 {
     vcheck_t *vc = arg;
     lrt_t *rt = vc->rt;
+    int round = vc->round;
     for (vcheck_t **pp = &rt->checks; *pp; pp = &(*pp)->next)
         if (*pp == vc) {
             *pp = vc->next;
             break;
         }
     free(vc);
-    size_t ok = 0;
+    size_t ok = 0, repaired = 0;
     double slowest = 0;
     char lag[1024] = "";
     for (size_t i = 0; i < n; i++) {
@@ -205,48 +283,62 @@ static void on_checked(void *arg, const char *zone, uint32_t want, const bind_so
             snprintf(lag + l, sizeof(lag) - l, "%s%s (serial %u)", l ? ", " : "", res[i].name, res[i].serial);
         else
             snprintf(lag + l, sizeof(lag) - l, "%s%s (no answer)", l ? ", " : "", res[i].name);
+        replica_t *rep = round == 0 ? bd_hmap_get(rt->replicas, res[i].name) : NULL;
+        if (rep != NULL && repair(rt, rep, zone))
+            repaired++;
     }
     if (ok == n)
-        bd_info("zone %s serial %u published by all %zu servers in %.0f ms", zone, want, n, slowest);
+        bd_info("zone %s serial %u published by all %zu servers in %.0f ms%s", zone, want, n, slowest,
+                round > 0 ? " (after rndc retransfer)" : "");
     else
-        bd_warn("zone %s serial %u: %zu of %zu servers lag: %s", zone, want, n - ok, n, lag);
+        bd_warn("zone %s serial %u: %zu of %zu servers lag: %s%s", zone, want, n - ok, n, lag,
+                repaired ? "; rndc retransfer" : round > 0 ? " (after rndc retransfer)" : "");
+    if (repaired > 0)
+        verify_zone(rt, zone, want, round + 1);
+}
+
+/* Ask every server of zone for its serial until each publishes serial (10 s at most);
+ * on_checked reports and repairs. */
+static void verify_zone(lrt_t *rt, const char *zone, uint32_t serial, int round)
+{
+    size_t ni = 0;
+    const proj_instance_t **insts = proj_instances(rt->p, &ni);
+    bind_endpoint_t eps[256];
+    const char *names[256];
+    size_t n = 0;
+    for (size_t i = 0; i < ni; i++) {
+        if (!instance_carries(insts, ni, insts[i], zone))
+            continue;
+        for (int r = 0; r < insts[i]->res->u.instance.replicas && n < 256; r++) {
+            replica_t *rep = replica_get(rt, insts[i]->key, r);
+            if (rep) {
+                eps[n] = (bind_endpoint_t){rt->o.address, rep->dns};
+                names[n++] = rep->key;
+            }
+        }
+    }
+    vcheck_t *vc = n ? calloc(1, sizeof(*vc)) : NULL;
+    bd_err_t err;
+    if (vc == NULL)
+        return;
+    vc->rt = rt;
+    vc->round = round;
+    if (bind_soacheck_start(rt->loop, zone, serial, eps, names, n, 10.0, 0.05, on_checked, vc, &vc->h, &err) !=
+        BD_OK) {
+        bd_warn("zone %s: cannot verify serial %u: %s", zone, serial, err.msg);
+        free(vc);
+        return;
+    }
+    vc->next = rt->checks;
+    rt->checks = vc;
 }
 
 static void verify_zones(lrt_t *rt)
 {
-    size_t ni = 0, nz = 0;
-    const proj_instance_t **insts = proj_instances(rt->p, &ni);
+    size_t nz = 0;
     const char **zones = bd_hmap_keys_sorted(rt->verify, &nz);
-    for (size_t z = 0; z < nz; z++) {
-        uint32_t serial = (uint32_t)(uintptr_t)bd_hmap_get(rt->verify, zones[z]);
-        bind_endpoint_t eps[256];
-        const char *names[256];
-        size_t n = 0;
-        for (size_t i = 0; i < ni; i++) {
-            if (!instance_carries(insts, ni, insts[i], zones[z]))
-                continue;
-            for (int r = 0; r < insts[i]->res->u.instance.replicas && n < 256; r++) {
-                replica_t *rep = replica_get(rt, insts[i]->key, r);
-                if (rep) {
-                    eps[n] = (bind_endpoint_t){rt->o.address, rep->dns};
-                    names[n++] = rep->key;
-                }
-            }
-        }
-        vcheck_t *vc = n ? calloc(1, sizeof(*vc)) : NULL;
-        bd_err_t err;
-        if (vc == NULL)
-            continue;
-        vc->rt = rt;
-        if (bind_soacheck_start(rt->loop, zones[z], serial, eps, names, n, 10.0, 0.05, on_checked, vc, &vc->h, &err) !=
-            BD_OK) {
-            bd_warn("zone %s: cannot verify serial %u: %s", zones[z], serial, err.msg);
-            free(vc);
-            continue;
-        }
-        vc->next = rt->checks;
-        rt->checks = vc;
-    }
+    for (size_t z = 0; z < nz; z++)
+        verify_zone(rt, zones[z], (uint32_t)(uintptr_t)bd_hmap_get(rt->verify, zones[z]), 0);
     free(zones);
     bd_hmap_free(rt->verify);
     rt->verify = bd_hmap_new();
@@ -765,6 +857,7 @@ out:
         size_t pos = 0;
         replica_t *r;
         while (bd_hmap_next(rt.replicas, &pos, NULL, (void **)&r)) {
+            bind_rndc_free(r->rndc); /* repairs in flight see BD_ECANCELED */
             free(r->key);
             free(r->inst);
             free(r);

@@ -72,6 +72,13 @@ if [ -n "$frozen" ]; then
   until_ok 20 grep -q "zone example.com serial [0-9]*: 1 of 10 servers lag: dns-system/secondary-dns/1" "$log" \
     && ok "a lagging server is reported by name" || bad "lagging server not reported"
   kill -CONT "$frozen"
+  # bindy repairs it with rndc retransfer (named would also catch up from the NOTIFYs
+  # queued while it was stopped: this checks that the repair is sent with the right key
+  # and accepted, and that the zone is then confirmed everywhere)
+  until_ok 20 grep -q "zone example.com serial [0-9]* published by all 10 servers in [0-9]* ms (after rndc retransfer)" "$log" \
+    && ! grep -q "secondary-dns/1: rndc retransfer" "$log" \
+    && ok "the lagging server is repaired with rndc retransfer and then publishes the serial" \
+    || bad "no repair confirmed: $(grep -E 'rndc|lag' "$log" | tail -3)"
   sed -i 's/192.0.2.98/192.0.2.99/' "$man/example-com.yaml"
   until_ok 30 all_answer www.example.com A 192.0.2.99 && ok "it catches up once it answers again" || bad "no catch-up"
 else
