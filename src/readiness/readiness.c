@@ -525,6 +525,9 @@ static void on_retransfer(bind_rndc_t *c, const bind_rndc_reply_t *rep, void *ar
         return; /* the pod is being forgotten */
     if (rep->status != BD_OK)
         bd_warn("pod %s/%s: rndc: %s", pd->ns, pd->name, rep->msg);
+    else if (rep->result == BIND_RNDC_R_NOTFOUND)
+        bd_debug("pod %s/%s: rndc retransfer: a zone it does not have yet (its catalog is retransferred)",
+                 pd->ns, pd->name);
     else if (rep->result != BIND_RNDC_R_SUCCESS)
         bd_warn("pod %s/%s: rndc retransfer: %s", pd->ns, pd->name, rep->err ? rep->err : rep->text);
 }
@@ -554,15 +557,15 @@ static bool pod_retransfer(pod_t *pd, const round_t *rd, size_t pi)
         size_t k = pi * rd->nz + z;
         if (rd->ok[k])
             continue;
-        if (!rd->answered[k]) {
-            missing = true; /* not there at all: its catalog brings it */
-            continue;
-        }
+        /* Not answered: not there at all (its catalog brings it; named says "not found"
+         * to this retransfer), or listed by its catalog but never loaded: its primaries
+         * answered SERVFAIL when it first asked, and named waits 60 s to ask again. */
+        missing |= !rd->answered[k] && z + 1 < rd->nz;
         snprintf(cmd, sizeof(cmd), "retransfer %s", rd->zones[z]);
         if (bind_rndc_command(pd->rndc, cmd, on_retransfer, pd) == BD_OK)
             r->st.retransfers++;
     }
-    if (missing) {
+    if (missing && rd->ok[pi * rd->nz + rd->nz - 1]) { /* (else sent above) */
         snprintf(cmd, sizeof(cmd), "retransfer %s", rd->zones[rd->nz - 1]); /* the catalog */
         if (bind_rndc_command(pd->rndc, cmd, on_retransfer, pd) == BD_OK)
             r->st.retransfers++;
