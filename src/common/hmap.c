@@ -49,8 +49,11 @@ void bd_hmap_free(bd_hmap_t *m)
 {
     if (m == NULL)
         return;
-    for (size_t i = 0; i < m->cap; i++)
-        free(m->slots[i].key);
+    for (size_t i = 0; i < m->cap && m->count > 0; i++)
+        if (m->slots[i].key != NULL) { /* free(NULL) is still a call: most slots are empty */
+            free(m->slots[i].key);
+            m->count--;
+        }
     free(m->slots);
     free(m);
 }
@@ -61,9 +64,11 @@ void bd_hmap_clear(bd_hmap_t *m)
 {
     if (m == NULL || m->count == 0)
         return;
-    for (size_t i = 0; i < m->cap; i++)
-        free(m->slots[i].key);
-    m->count = 0;
+    for (size_t i = 0; i < m->cap && m->count > 0; i++)
+        if (m->slots[i].key != NULL) {
+            free(m->slots[i].key);
+            m->count--;
+        }
     /* A table that grew past 256 slots goes back to 16, so that an empty set is not a
      * long walk at the next clear; if that allocation fails the old one is kept. */
     slot_t *small = m->cap > 256 ? calloc(16, sizeof(*small)) : NULL;
