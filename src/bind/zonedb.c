@@ -1256,6 +1256,7 @@ int bind_zonedb_parse_rrs(const char *text, const char *origin, uint32_t default
 {
     ldns_rr_list *list = ldns_rr_list_new();
     ldns_rdf *orig = NULL, *prev = NULL;
+    const ldns_rr *last_plain = NULL; /* the last line parsed by rr_from_plain_line */
     char *copy = text ? strdup(text) : NULL;
     int rc = BD_OK;
     unsigned lineno = 0;
@@ -1310,10 +1311,14 @@ int bind_zonedb_parse_rrs(const char *text, const char *origin, uint32_t default
         }
         ldns_rr *rr = rr_from_plain_line(line);
         ldns_status st = LDNS_STATUS_OK;
-        if (rr != NULL) { /* the owner of a following line that leaves it out, as ldns does */
-            ldns_rdf_deep_free(prev);
-            prev = ldns_rdf_clone(ldns_rr_owner(rr));
+        if (rr != NULL) {
+            last_plain = rr; /* the list keeps it */
         } else {
+            if (last_plain != NULL) { /* the owner a line that leaves it out takes, as ldns does */
+                ldns_rdf_deep_free(prev);
+                prev = ldns_rdf_clone(ldns_rr_owner(last_plain));
+                last_plain = NULL;
+            }
             st = ldns_rr_new_frm_str(&rr, line, default_ttl, orig, &prev);
         }
         if (st != LDNS_STATUS_OK) {
