@@ -1,5 +1,6 @@
 /* The string hash map against a reference (a plain array), under random insert/delete and
- * an occasional clear (of a large table, which shrinks, and of a small one). */
+ * an occasional clear (of a large table, which shrinks, and of a small one); bd_qsort (which
+ * sorts small arrays itself) against a reference sort. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "hmap.h"
+#include "sort.h"
 
 #define N 2000
 
@@ -64,8 +66,46 @@ static void test_random_ops_match_reference(void **state)
     bd_hmap_free(m);
 }
 
+typedef struct {
+    int key;
+    int seq; /* position before sorting: equal keys keep their order */
+    char pad[16];
+} item_t;
+
+static int item_cmp(const void *a, const void *b)
+{
+    const item_t *x = a, *y = b;
+    return (x->key > y->key) - (x->key < y->key);
+}
+
+static void test_sort_matches_reference(void **state)
+{
+    uint32_t x = 777;
+    for (size_t n = 0; n <= 40; n++)
+        for (int round = 0; round < 50; round++) {
+            item_t v[40];
+            for (size_t i = 0; i < n; i++) {
+                x = x * 1103515245u + 12345u;
+                v[i] = (item_t){.key = (int)((x >> 8) % (round % 2 ? 5 : 1000)), .seq = (int)i};
+            }
+            bd_qsort(v, n, sizeof(*v), item_cmp);
+            for (size_t i = 1; i < n; i++) {
+                assert_true(v[i - 1].key <= v[i].key);
+                if (n <= 16 && v[i - 1].key == v[i].key)
+                    assert_true(v[i - 1].seq < v[i].seq); /* ours is stable (glibc's need not be) */
+            }
+            /* a permutation: every position is there once */
+            int seen[40] = {0};
+            for (size_t i = 0; i < n; i++)
+                seen[v[i].seq]++;
+            for (size_t i = 0; i < n; i++)
+                assert_int_equal(seen[i], 1);
+        }
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_random_ops_match_reference)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_random_ops_match_reference),
+                                       cmocka_unit_test(test_sort_matches_reference)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
