@@ -490,7 +490,6 @@ static int rr_err(bd_err_t *err, int code, const char *zone, const ldns_rr *rr, 
     return code;
 }
 
-/* Checks common to every RR of a diff. */
 /* Is name the apex (canonical: lower case) or below it? A suffix of its wire form at a
  * label boundary, ASCII letters compared without case (RFC 4343): what
  * ldns_dname_compare and ldns_dname_is_subdomain decide, at a hundredth of their cost,
@@ -512,6 +511,7 @@ static bool at_or_below(const ldns_rdf *name, const ldns_rdf *apex)
     return false;
 }
 
+/* Checks common to every RR of a diff. */
 static int rr_check(const ldns_rr *rr, const ldns_rdf *apex, const char *zone, bd_err_t *err)
 {
     if (rr == NULL || ldns_rr_owner(rr) == NULL)

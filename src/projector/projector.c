@@ -38,9 +38,9 @@ __attribute__((format(printf, 2, 3))) static char *xfmt(proj_t *p, const char *f
     return s;
 }
 
-/* The concatenation of its arguments up to a NULL: the strings built for every event
- * (owners, RR lines, keys, status texts), which vasprintf built at ~1,500 instructions
- * each, a tenth of catching up on 10,000 records. */
+/* The concatenation of its arguments (none NULL: the macro adds the NULL that ends them):
+ * the strings built for every event (owners, RR lines, keys, status texts), which
+ * vasprintf built at ~1,500 instructions each, a tenth of catching up on 10,000 records. */
 static char *xcat_(proj_t *p, ...)
 {
     va_list ap;
