@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "applier.h"
+#include "clock.h"
 #include "fs.h"
 #include "hmap.h"
 #include "keys.h"
@@ -608,15 +609,19 @@ static void import_and_apply(lrt_t *rt)
     msrc_result_t res;
     const char *paths[] = {rt->o.manifests};
     mf_visitor_t rep = {report_object, report_problem};
+    double t0 = bd_mono_s();
     if (msrc_import_cached(rt->j, rt->cat, paths, 1, false, rt->mcache, &rep, rt, &res, &err) != BD_OK) {
         bd_error("import %s: %s", rt->o.manifests, err.msg);
         return;
     }
-    if (res.added + res.modified + res.deleted > 0)
-        bd_info("%s: %zu added, %zu modified, %zu deleted", rt->o.manifests, res.added, res.modified, res.deleted);
+    double t1 = bd_mono_s();
     size_t n = 0;
     if (app_catch_up(rt->app, &n, &err) != BD_OK)
         bd_error("apply: %s", err.msg);
+    /* How long each step took, so that a slow change can be placed (README, "At scale") */
+    if (res.added + res.modified + res.deleted > 0)
+        bd_info("%s: %zu added, %zu modified, %zu deleted (read and journaled in %.0f ms, projected and stored in %.0f ms)",
+                rt->o.manifests, res.added, res.modified, res.deleted, (t1 - t0) * 1e3, (bd_mono_s() - t1) * 1e3);
     /* The reports wait until the loop has nothing else to do: the NOTIFYs just queued and
      * the transfers they bring come first. */
     ev_idle_start(rt->loop, &rt->after);
