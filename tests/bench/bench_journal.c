@@ -15,6 +15,16 @@
  *   journal_batch_size           events per commit used above
  *   journal_encode_1k            events/s of jnl_record_encode alone (JSON -> canonical
  *                                msgpack + SHA-256), one thread: the work raw puts skip
+ *   journal_sha256_1k            events/s of SHA-256 over prev_hash + record, one reused
+ *                                context (what the sealer thread does per event)
+ *   journal_msgpackc_pack_1k     events/s of msgpack-c's own packer walking the same objects
+ *                                (keys unsorted, strings unchecked, no record fields): the
+ *                                library's cost of turning these trees into msgpack at all
+ *   journal_cpu_floor_nosync     CPU per event of the work no journal of this format can skip:
+ *                                msgpack-c's packing + SHA-256 + one raw nosync put (us)
+ *   journal_cpu_bound_ratio_nosync  (online CPUs / that floor) / raw nosync puts: the best
+ *                                ratio any journal of this format could reach on this machine,
+ *                                with perfect parallelism, free indexes and free hand-offs
  *   journal_verify_1k            events/s of jnl_verify with ~1 KiB objects (goal >= 1e6)
  *   journal_state_at_100k        seconds to fold a 100,000-event journal (goal <= 1 s)
  *   journal_export_at_100k       the same plus turning every object into JSON text
@@ -22,6 +32,8 @@
  */
 #include <ftw.h>
 #include <lmdb.h>
+#include <msgpack.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +154,91 @@ static double bench_append(jnl_t *j, json_t **objs, int nobjs, int n, int nnames
     return n / (bd_mono_s() - t0);
 }
 
+/* SHA-256(prev_hash || record without its hash) of each record, one context and the digest
+ * fetched once (as the sealer does), n times: events/s. */
+static double bench_sha(uint8_t **recs, size_t *lens, int nrecs, int n)
+{
+    static const uint8_t prev[32];
+    uint8_t out[EVP_MAX_MD_SIZE];
+    unsigned olen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (ctx == NULL || md == NULL)
+        die("SHA-256 context", NULL);
+    double t0 = bd_mono_s();
+    for (int i = 0; i < n; i++) {
+        if (EVP_DigestInit_ex(ctx, md, NULL) != 1 ||
+            EVP_DigestUpdate(ctx, prev, sizeof(prev)) != 1 ||
+            EVP_DigestUpdate(ctx, recs[i % nrecs], lens[i % nrecs] - 32) != 1 ||
+            EVP_DigestFinal_ex(ctx, out, &olen) != 1)
+            die("SHA-256", NULL);
+    }
+    double rate = n / (bd_mono_s() - t0);
+    EVP_MD_CTX_free(ctx);
+    EVP_MD_free(md);
+    return rate;
+}
+
+static void pack(msgpack_packer *pk, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *x;
+        msgpack_pack_map(pk, json_object_size(v));
+        json_object_foreach ((json_t *)v, k, x) {
+            size_t l = strlen(k);
+            msgpack_pack_str_with_body(pk, k, l);
+            pack(pk, x);
+        }
+        return;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *x;
+        msgpack_pack_array(pk, json_array_size(v));
+        json_array_foreach (v, i, x)
+            pack(pk, x);
+        return;
+    }
+    case JSON_STRING:
+        msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
+        return;
+    case JSON_INTEGER:
+        msgpack_pack_int64(pk, json_integer_value(v));
+        return;
+    case JSON_REAL:
+        msgpack_pack_double(pk, json_real_value(v));
+        return;
+    case JSON_TRUE:
+        msgpack_pack_true(pk);
+        return;
+    case JSON_FALSE:
+        msgpack_pack_false(pk);
+        return;
+    case JSON_NULL:
+        msgpack_pack_nil(pk);
+        return;
+    }
+}
+
+/* msgpack-c packing each object into one reused buffer, n times: events/s. */
+static double bench_msgpackc(json_t **objs, int nobjs, int n)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    double t0 = bd_mono_s();
+    for (int i = 0; i < n; i++) {
+        msgpack_sbuffer_clear(&sb);
+        pack(&pk, objs[i % nobjs]);
+    }
+    double rate = n / (bd_mono_s() - t0);
+    msgpack_sbuffer_destroy(&sb);
+    return rate;
+}
+
 /* Plain LMDB: the same records (encoded beforehand, or now when objs is not NULL), same
  * batch size and sync flags. */
 static double bench_raw(jnl_sync_t sync, uint8_t **recs, size_t *lens, int nrecs, int n,
@@ -245,6 +342,19 @@ int main(int argc, char **argv)
         }
         printf("BENCH journal_encode_1k %.0f events/s\n", n / (bd_mono_s() - t0));
     }
+    /* The floor's parts, best of three each (the higher the rate, the kinder the bound). */
+    double sha = 0, mpc = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        int n = quick ? 20000 : 100000;
+        double r = bench_sha(recs, lens, NOBJ, n);
+        if (r > sha)
+            sha = r;
+        r = bench_msgpackc(objs, NOBJ, n);
+        if (r > mpc)
+            mpc = r;
+    }
+    printf("BENCH journal_sha256_1k %.0f events/s\n", sha);
+    printf("BENCH journal_msgpackc_pack_1k %.0f events/s\n", mpc);
     printf("BENCH journal_batch_size %d events\n", BATCH);
 
     static const jnl_sync_t modes[] = {JNL_SYNC_DURABLE, JNL_SYNC_NOMETASYNC, JNL_SYNC_NOSYNC};
@@ -284,6 +394,15 @@ int main(int argc, char **argv)
         printf("BENCH journal_raw_encode_put_%s %.0f events/s\n", jnl_sync_name(mode), rawenc);
         printf("BENCH journal_append_vs_encode_put_ratio_%s %.2f ratio\n", jnl_sync_name(mode),
                app / rawenc);
+        if (mode == JNL_SYNC_NOSYNC) {
+            /* Without a disk to wait for, CPU is the limit: no journal that packs, hashes
+             * and puts every record can beat the CPUs divided by that work. */
+            double floor_s = 1 / mpc + 1 / sha + 1 / raw;
+            long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+            printf("BENCH journal_cpu_floor_nosync %.2f us\n", floor_s * 1e6);
+            printf("BENCH journal_cpu_bound_ratio_nosync %.2f ratio\n",
+                   (double)(ncpu > 0 ? ncpu : 1) / floor_s / raw);
+        }
         fflush(stdout);
     }
 
