@@ -1338,6 +1338,7 @@ void wla_stats(const wla_t *w, wla_stats_t *st)
     k8s_events_stats(w->events, &es);
     st->events = es.created;
     st->event_errors = es.errors;
+    st->event_inflight = es.inflight;
     st->pending = bd_hmap_count(w->dirty);
 }
 
