@@ -120,8 +120,13 @@ int bind_render_named_conf(const res_t *inst, const res_t *cluster, const bind_r
      * cluster the upstream addresses are Services, while a NOTIFY comes from the address
      * of whichever pod sends it), or from their addresses. */
     put(&b, "    allow-notify { key \"%s\";", BIND_XFR_KEY_NAME);
-    for (size_t i = 0; i < prm->nupstream; i++)
-        put(&b, " %s;", prm->upstream[i].addr);
+    for (size_t i = 0; i < prm->nupstream; i++) {
+        size_t j = 0;
+        while (j < i && strcmp(prm->upstream[j].addr, prm->upstream[i].addr) != 0)
+            j++;
+        if (j == i) /* upstreams on one address (ports differ) are one ACL entry */
+            put(&b, " %s;", prm->upstream[i].addr);
+    }
     put(&b, " };\n");
     const res_strv_t *fw = c->forwarders.n ? &c->forwarders : g ? &g->forwarders : NULL;
     if (strcmp(recursion, "yes") == 0 && fw && fw->n) {

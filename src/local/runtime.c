@@ -365,9 +365,12 @@ static void sync_replicas(lrt_t *rt)
         const res_t *cluster = spec->cluster_ref ? proj_resource(rt->p, "Bind9Cluster", in->res->meta.ns, spec->cluster_ref)
                                                  : NULL;
         bind_endpoint_t up[64], down[64];
-        size_t nup = endpoints_of(rt, &in->upstream, up, 64);
-        if (nup == 0)
-            up[nup++] = (bind_endpoint_t){rt->o.address, bind_server_port(rt->srv)};
+        /* bindy last, after a secondary's primaries: named asks the next primary when one
+         * answers SERVFAIL, so a secondary told of a zone its primaries are still loading
+         * (at start-up its small catalog can beat the zone to them) pulls it from bindy
+         * instead of waiting for its next refresh attempt, a minute later. */
+        size_t nup = endpoints_of(rt, &in->upstream, up, 63);
+        up[nup++] = (bind_endpoint_t){rt->o.address, bind_server_port(rt->srv)};
         res_strv_t downstream = {0};
         for (size_t s = 0; s < ni; s++)
             for (size_t u = 0; u < insts[s]->upstream.n; u++)

@@ -511,23 +511,27 @@ static void svc_read(wla_t *w, const char *ns, const char *name, k8s_done_cb cb,
 /* Addresses instance i pulls from into up[] (borrowed); BD_OK, or BD_EBUSY when it has to
  * wait (a read was started or is due later: i->due says when to try again). */
 static int resolve(wla_inst_t *i, const proj_instance_t *pi, const char **up, size_t cap, size_t *nup,
-                   uint16_t *port)
+                   uint16_t *port, const char **fallback)
 {
     wla_t *w = i->w;
     double now = loop_now(w);
     *nup = 0;
     *port = 0;
-    if (pi->res->u.instance.role == RES_ROLE_PRIMARY || pi->upstream.n == 0) {
-        if (w->hp_ip != NULL) {
-            up[(*nup)++] = w->hp_ip;
-            *port = w->hp_port;
-            return BD_OK;
-        }
+    *fallback = NULL;
+    /* Every instance needs the hidden primary: a primary pulls from it, a secondary asks
+     * it last (wl_opts_t.fallback). */
+    if (w->hp_ip == NULL) {
         if (w->hp_call == NULL && w->hp_due <= now)
             svc_read(w, w->op_ns, w->hp_name, on_hp, w, &w->hp_call, &w->hp_due);
         i->due = w->hp_call != NULL ? 0 : w->hp_due;
         return BD_EBUSY;
     }
+    if (pi->res->u.instance.role == RES_ROLE_PRIMARY || pi->upstream.n == 0) {
+        up[(*nup)++] = w->hp_ip;
+        *port = w->hp_port;
+        return BD_OK;
+    }
+    *fallback = w->hp_ip;
     bool wait = false;
     double due = 0;
     for (size_t u = 0; u < pi->upstream.n && *nup < cap; u++) {
@@ -980,7 +984,8 @@ static void step(wla_inst_t *i)
     const char *up[16];
     size_t nup = 0;
     uint16_t port = 0;
-    int rc = resolve(i, pi, up, sizeof(up) / sizeof(*up), &nup, &port);
+    const char *fallback = NULL;
+    int rc = resolve(i, pi, up, sizeof(up) / sizeof(*up), &nup, &port, &fallback);
     if (rc != BD_OK)
         return; /* waiting: still marked */
     if (i->rndc_b64 == NULL) {
@@ -1017,6 +1022,8 @@ static void step(wla_inst_t *i)
         .upstream = up,
         .nupstream = nup,
         .upstream_port = port,
+        .fallback = fallback,
+        .fallback_port = w->hp_port,
         .catalog_suffix = w->suffix,
         .xfr_algorithm = w->xfr_alg,
         .xfr_secret_b64 = w->xfr_b64,

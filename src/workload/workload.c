@@ -500,7 +500,8 @@ int wl_render(const res_t *inst, const res_t *cluster, const wl_opts_t *opts, wl
 
     int rc = BD_OK;
     char *catalog = NULL, *conf = NULL, *keys = NULL;
-    bind_endpoint_t *up = calloc(opts->nupstream, sizeof(*up));
+    size_t nup = opts->nupstream + (opts->fallback != NULL);
+    bind_endpoint_t *up = calloc(nup, sizeof(*up));
     bind_endpoint_t *down = calloc(opts->nnotify ? opts->nnotify : 1, sizeof(*down));
     const char *suffix = opts->catalog_suffix ? opts->catalog_suffix : WL_DEFAULT_CATALOG_SUFFIX;
     if (up == NULL || down == NULL || asprintf(&catalog, "%s.%s.%s", name, ns, suffix) < 0) {
@@ -510,6 +511,8 @@ int wl_render(const res_t *inst, const res_t *cluster, const wl_opts_t *opts, wl
     }
     for (size_t i = 0; i < opts->nupstream; i++)
         up[i] = (bind_endpoint_t){opts->upstream[i], opts->upstream_port ? opts->upstream_port : WL_DNS_PORT};
+    if (opts->fallback != NULL)
+        up[nup - 1] = (bind_endpoint_t){opts->fallback, opts->fallback_port ? opts->fallback_port : WL_DNS_PORT};
     for (size_t i = 0; i < opts->nnotify; i++)
         down[i] = (bind_endpoint_t){opts->notify[i], opts->notify_port ? opts->notify_port : WL_DNS_PORT};
     bind_render_params_t prm = {
@@ -518,7 +521,7 @@ int wl_render(const res_t *inst, const res_t *cluster, const wl_opts_t *opts, wl
         .listen_v6 = "any", .port = WL_DNS_PORT,
         /* bindy's readiness sends rndc to the pod's address, from another pod */
         .control_addr = "*", .control_allow = "any", .control_port = WL_RNDC_PORT,
-        .catalog = catalog, .upstream = up, .nupstream = opts->nupstream, .notify = down, .nnotify = opts->nnotify,
+        .catalog = catalog, .upstream = up, .nupstream = nup, .notify = down, .nnotify = opts->nnotify,
         /* the data volume is the pod's own (emptyDir, or one claim per pod) unless it is an
          * existing claim, which replicas, or two pods of a rolling update, would share */
         .zone_files = !(c.in->storage == RES_STORAGE_PVC && !claim_per_pod(c.in)),

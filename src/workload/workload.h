@@ -72,6 +72,11 @@ typedef struct {
     const char *const *upstream;
     size_t nupstream;
     uint16_t upstream_port;
+    /* A secondary's last resort, after its primaries: the hidden primary Service's ClusterIP
+     * on fallback_port (0: 53). named asks the next primary when one answers SERVFAIL (a
+     * zone it is still loading) or cannot be reached. NULL: none (a primary). */
+    const char *fallback;
+    uint16_t fallback_port;
     /* Servers to NOTIFY (also-notify), on notify_port (0: 53); may be empty. */
     const char *const *notify;
     size_t nnotify;

@@ -51,6 +51,12 @@ until_ok 60 all_answer www.example.com A 192.0.2.10 \
   || bad "not every server answered www.example.com A within 60 s"
 n=$(ports | wc -l)
 [ "$n" -eq 10 ] && ok "10 named processes (5 instances x 2 replicas)" || bad "expected 10 servers, got $n"
+# a secondary pulls from its primaries, and from bindy when they cannot serve a zone yet
+hp=$(sed -n 's/.*hidden primary on 127.0.0.1:\([0-9]*\);.*/\1/p' "$log" | tail -1)
+grep -q "default-primaries {\( 127.0.0.1 port [0-9]* key \"bindy-xfr\";\)\{4\} 127.0.0.1 port ${hp:-none} key \"bindy-xfr\"; }" \
+  "$state/named/dns-system/secondary-dns/0/named.conf" \
+  && ok "a secondary's named.conf lists its primaries' 4 replicas, then bindy" \
+  || bad "secondary-dns/0's primaries: $(grep default-primaries "$state/named/dns-system/secondary-dns/0/named.conf")"
 until_ok 10 all_answer example.com MX "mail.example.com." && ok "MX served everywhere" || bad "MX"
 until_ok 10 all_answer _sip._tcp.example.com SRV "5060" && ok "SRV served everywhere" || bad "SRV"
 until_ok 10 all_answer example.com CAA "letsencrypt.org" && ok "CAA served everywhere" || bad "CAA"

@@ -1175,14 +1175,15 @@ static res_t *rc_instance(const char *name, const char *role)
 /* named.conf as the workload renders it (src/workload/workload.c's parameters) with the
  * harness's directory and ports; keys.conf beside it. */
 static char *rc_conf_rndc(bd_named_t *n, const res_t *inst, const char *catalog, const bind_endpoint_t *up,
-                          const bind_endpoint_t *down, size_t ndown, const char *xfr_b64, const char *rndc_b64)
+                          size_t nup, const bind_endpoint_t *down, size_t ndown, const char *xfr_b64,
+                          const char *rndc_b64)
 {
     char keys_path[512];
     snprintf(keys_path, sizeof(keys_path), "%s/keys.conf", bd_named_dir(n));
     bind_render_params_t prm = {
         .directory = bd_named_dir(n), .keys_file = keys_path, .listen_v4 = "any", .listen_v6 = "any",
         .port = bd_named_port(n), .control_addr = "*", .control_allow = "any",
-        .control_port = bd_named_ctl_port(n), .catalog = catalog, .upstream = up, .nupstream = 1, .notify = down,
+        .control_port = bd_named_ctl_port(n), .catalog = catalog, .upstream = up, .nupstream = nup, .notify = down,
         .nnotify = ndown, .zone_files = true,
     };
     char *conf = NULL, *keys = NULL;
@@ -1196,9 +1197,9 @@ static char *rc_conf_rndc(bd_named_t *n, const res_t *inst, const char *catalog,
 }
 
 static char *rc_conf(bd_named_t *n, const res_t *inst, const char *catalog, const bind_endpoint_t *up,
-                     const bind_endpoint_t *down, size_t ndown, const char *xfr_b64)
+                     size_t nup, const bind_endpoint_t *down, size_t ndown, const char *xfr_b64)
 {
-    return rc_conf_rndc(n, inst, catalog, up, down, ndown, xfr_b64, xfr_b64);
+    return rc_conf_rndc(n, inst, catalog, up, nup, down, ndown, xfr_b64, xfr_b64);
 }
 
 /* conf with `what` inserted after "options {\n" (test-only stand-ins). */
@@ -1274,13 +1275,14 @@ static void test_rendered_notify_chain(void **state)
     res_t *prim = rc_instance("primary-dns", "primary"), *sec = rc_instance("secondary-dns", "secondary");
     bind_endpoint_t hp_ep = {"127.0.0.1", bind_server_port(hp)};
     bind_endpoint_t down[] = {{"127.0.0.1", bd_named_port(s1)}, {"127.0.0.1", bd_named_port(s2)}};
-    bind_endpoint_t p_ep = {"127.0.0.1", bd_named_port(p)};
-    char *pconf = rc_conf(p, prim, RC_CAT_P, &hp_ep, down, 2, xfr_b64);
+    /* a secondary pulls from its primary, and from bindy when the primary cannot serve */
+    bind_endpoint_t s_up[] = {{"127.0.0.1", bd_named_port(p)}, hp_ep};
+    char *pconf = rc_conf(p, prim, RC_CAT_P, &hp_ep, 1, down, 2, xfr_b64);
     pconf = rc_with_option(pconf, "    notify-source " RC_POD_ADDR ";\n");
-    char *sconf = rc_conf(s1, sec, RC_CAT_S, &p_ep, NULL, 0, xfr_b64);
+    char *sconf = rc_conf(s1, sec, RC_CAT_S, s_up, 2, NULL, 0, xfr_b64);
     assert_non_null(strstr(sconf, "allow-notify { key \"" BIND_XFR_KEY_NAME "\"; 127.0.0.1; };"));
     /* the second secondary as rendered before: addresses only */
-    char *oconf = rc_conf(s2, sec, RC_CAT_S, &p_ep, NULL, 0, xfr_b64);
+    char *oconf = rc_conf(s2, sec, RC_CAT_S, s_up, 2, NULL, 0, xfr_b64);
     static const char signed_ok[] = " key \"" BIND_XFR_KEY_NAME "\";";
     char *k = strstr(oconf, "allow-notify {");
     assert_non_null(k);
@@ -1431,7 +1433,7 @@ static void test_rendered_rndc_at_pod_address(void **state)
     rc_catalog(hp, RC_RNDC_CAT, members, 1, p);
     res_t *prim = rc_instance("primary-rndc", "primary");
     bind_endpoint_t hp_ep = {"127.0.0.1", bind_server_port(hp)};
-    char *conf = rc_conf_rndc(p, prim, RC_RNDC_CAT, &hp_ep, NULL, 0, xfr_b64, rndc_b64);
+    char *conf = rc_conf_rndc(p, prim, RC_RNDC_CAT, &hp_ep, 1, NULL, 0, xfr_b64, rndc_b64);
     assert_non_null(strstr(conf, "inet * port"));
     rc_start(p, "primary, rndc", conf);
     if (rc_wait_name(p, "www." RC_RNDC_ZONE, "192.0.2.1", WAIT_S) < 0) {
@@ -1538,9 +1540,9 @@ static void test_rendered_chain_ixfr(void **state)
     res_t *prim = rc_instance("primary-ixfr", "primary"), *sec = rc_instance("secondary-ixfr", "secondary");
     bind_endpoint_t hp_ep = {"127.0.0.1", bind_server_port(hp)};
     bind_endpoint_t down[] = {{"127.0.0.1", bd_named_port(s)}};
-    bind_endpoint_t p_ep = {"127.0.0.1", bd_named_port(p)};
-    char *pconf = rc_conf(p, prim, RC_IXFR_CAT_P, &hp_ep, down, 1, xfr_b64);
-    char *sconf = rc_conf(s, sec, RC_IXFR_CAT_S, &p_ep, NULL, 0, xfr_b64);
+    bind_endpoint_t s_up[] = {{"127.0.0.1", bd_named_port(p)}, hp_ep};
+    char *pconf = rc_conf(p, prim, RC_IXFR_CAT_P, &hp_ep, 1, down, 1, xfr_b64);
+    char *sconf = rc_conf(s, sec, RC_IXFR_CAT_S, s_up, 2, NULL, 0, xfr_b64);
     rc_start(p, "primary", pconf);
     if (rc_wait_name(p, "www." RC_IXFR_ZONE, "192.0.2.1", WAIT_S) < 0) {
         print_log_tail(p);
@@ -1639,6 +1641,81 @@ static void test_rendered_chain_ixfr(void **state)
     bind_server_key_wipe(&key);
 }
 
+/* ---- 14. a secondary whose primary cannot serve a zone pulls it from bindy ---- */
+
+#define RC_FB_ZONE "fallback.example"
+#define RC_FB_CAT_P "primary-fb.dns-system.catalog.bindy.invalid"
+#define RC_FB_CAT_S "secondary-fb.dns-system.catalog.bindy.invalid"
+
+/* A cold start's race, held still: the secondary's catalog lists a zone that its primary
+ * has not loaded, so the primary answers SERVFAIL for it (and for the secondary's catalog).
+ * Rendered as bindy renders secondaries, with bindy after the primary, the secondary asks
+ * its primary, then bindy, and serves at once; with the primary alone it would wait for
+ * named's next refresh of a zone that never loaded, a minute or more. */
+static void test_rendered_secondary_falls_back(void **state)
+{
+    bd_err_t err;
+    bind_server_key_t key;
+    char xfr_b64[128];
+    bind_server_t *hp = rc_hidden_primary(&key, xfr_b64, sizeof(xfr_b64));
+    apply_text(RC_FB_ZONE, NULL, "@ IN SOA ns1 hostmaster 1 3600 3600 86400 300\n@ IN NS ns1\n"
+                                 "ns1 IN A 192.0.2.53\nwww IN A 192.0.2.9\n");
+    bd_named_t *p = NULL, *s = NULL;
+    assert_int_equal(bd_named_new(&p, &err), 0);
+    assert_int_equal(bd_named_new(&s, &err), 0);
+    const char *pm[] = {RC_FB_ZONE, RC_FB_CAT_S}, *sm[] = {RC_FB_ZONE};
+    rc_catalog(hp, RC_FB_CAT_P, pm, 2, p);
+    rc_catalog(hp, RC_FB_CAT_S, sm, 1, p);
+    res_t *prim = rc_instance("primary-fb", "primary"), *sec = rc_instance("secondary-fb", "secondary");
+    bind_endpoint_t hp_ep = {"127.0.0.1", bind_server_port(hp)};
+    bind_endpoint_t s_up[] = {{"127.0.0.1", bd_named_port(p)}, hp_ep};
+    char *pconf = rc_conf(p, prim, RC_FB_CAT_P, &hp_ep, 1, NULL, 0, xfr_b64);
+    char *sconf = rc_conf(s, sec, RC_FB_CAT_S, s_up, 2, NULL, 0, xfr_b64);
+    /* the primary's members from a port nobody listens on: it loads its catalog from bindy,
+     * never the zones the catalog lists */
+    uint16_t dead = 0;
+    assert_int_equal(bd_named_free_port(&dead, &err), 0);
+    char from[32], to[32], *held = NULL;
+    snprintf(from, sizeof(from), " port %u ", hp_ep.port);
+    snprintf(to, sizeof(to), " port %u ", dead);
+    const char *dp = strstr(pconf, "default-primaries {"), *at = dp ? strstr(dp, from) : NULL;
+    assert_non_null(at);
+    assert_true(asprintf(&held, "%.*s%s%s", (int)(at - pconf), pconf, to, at + strlen(from)) > 0);
+
+    rc_start(p, "primary, its members unreachable", held);
+    ASSERT_ANSWER(bd_named_port(p), "version." RC_FB_CAT_P, "TXT", "\"2\"");
+    if (!wait_status(bd_named_port(p), RC_FB_ZONE, "SOA", "SERVFAIL") ||
+        !wait_status(bd_named_port(p), RC_FB_CAT_S, "SOA", "SERVFAIL"))
+        fail_msg("the primary was to hold " RC_FB_ZONE " and the secondary's catalog unloaded");
+    rc_start(s, "secondary", sconf);
+    double t = rc_wait_name(s, "www." RC_FB_ZONE, "192.0.2.9", WAIT_S);
+    if (t < 0) {
+        print_log_tail(s);
+        fail_msg("the secondary did not get " RC_FB_ZONE " from bindy when its primary could not serve it");
+    }
+    print_message("the secondary served " RC_FB_ZONE " %.3f s after it started\n", t);
+    /* it asked its primary first, for its catalog and for the zone */
+    char refused[96];
+    snprintf(refused, sizeof(refused), "unexpected rcode (SERVFAIL) from primary 127.0.0.1#%u", bd_named_port(p));
+    if (log_count(s, refused, RC_FB_CAT_S) < 1 || log_count(s, refused, RC_FB_ZONE) < 1) {
+        print_log_tail(s);
+        fail_msg("the secondary's log does not show the primary's SERVFAIL for both zones");
+    }
+
+    free(held);
+    free(pconf);
+    free(sconf);
+    res_free(prim);
+    res_free(sec);
+    bd_named_free(p);
+    bd_named_free(s);
+    const char *zs[] = {RC_FB_CAT_P, RC_FB_CAT_S};
+    for (size_t i = 0; i < 2; i++)
+        bind_server_set_notify_targets(hp, zs[i], NULL, 0, &err);
+    bind_server_free(hp);
+    bind_server_key_wipe(&key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1656,6 +1733,7 @@ int main(void)
         cmocka_unit_test(test_rendered_notify_chain),
         cmocka_unit_test(test_rendered_rndc_at_pod_address),
         cmocka_unit_test(test_rendered_chain_ixfr),
+        cmocka_unit_test(test_rendered_secondary_falls_back),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -115,13 +115,14 @@ static void test_primary_and_secondary_pass_named_checkconf(void **state)
     free(inlined);
     free(conf);
 
-    /* a secondary with defaults, two upstream primaries, no downstream */
+    /* a secondary with defaults, two upstream primaries and bindy last (local mode: one
+     * address, several ports), no downstream */
     res_t *sec = typed("apiVersion: bindy.firestoned.io/v1beta1\nkind: Bind9Instance\n"
                        "metadata: {name: secondary-dns, namespace: dns-system, labels: {dns-role: secondary}}\n"
                        "spec: {replicas: 2}\n");
-    bind_endpoint_t ups[] = {{"127.0.0.2", 5301}, {"127.0.0.3", 5302}};
+    bind_endpoint_t ups[] = {{"127.0.0.2", 5301}, {"127.0.0.3", 5302}, {"127.0.0.2", 5300}};
     prm.upstream = ups;
-    prm.nupstream = 2;
+    prm.nupstream = 3;
     prm.notify = NULL;
     prm.nnotify = 0;
     prm.catalog = "secondary-dns.dns-system.catalog.bindy.invalid";
@@ -135,6 +136,8 @@ static void test_primary_and_secondary_pass_named_checkconf(void **state)
     assert_non_null(strstr(conf, "notify no;"));
     /* a NOTIFY from an upstream pod (not the Service address) is accepted when signed */
     assert_non_null(strstr(conf, "allow-notify { key \"bindy-xfr\"; 127.0.0.2; 127.0.0.3; };"));
+    assert_non_null(strstr(conf, "default-primaries { 127.0.0.2 port 5301 key \"bindy-xfr\"; 127.0.0.3 port 5302 "
+                                 "key \"bindy-xfr\"; 127.0.0.2 port 5300 key \"bindy-xfr\"; }"));
     inlined = inline_keys(conf, keys);
     rc = checkconf(inlined, out, sizeof(out));
     if (rc != 0)

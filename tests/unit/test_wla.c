@@ -25,6 +25,7 @@
 #include "doc.h"
 #include "k8s_fixture.h"
 #include "projector.h"
+#include "render.h"
 #include "workload.h"
 
 #define NS "dns-system"
@@ -305,12 +306,18 @@ static void test_create_then_rest(void **state)
         }
     }
     assert_int_equal(patches, 2 * NOBJS);
-    /* a primary pulls from the hidden primary, a secondary from its primary's Service */
+    /* a primary pulls from the hidden primary, a secondary from its primary's Service and,
+     * when that cannot serve a zone, from the hidden primary: for its catalog and members */
     char *pc = named_conf(x, "primary-dns"), *sc = named_conf(x, "secondary-dns");
     assert_non_null(strstr(pc, HP_IP));
     assert_null(strstr(pc, PRIMARY_IP));
-    assert_non_null(strstr(sc, PRIMARY_IP));
-    assert_null(strstr(sc, HP_IP));
+    static const char sec_up[] = " " PRIMARY_IP " port 53 key \"" BIND_XFR_KEY_NAME "\"; " HP_IP
+                                 " port 53 key \"" BIND_XFR_KEY_NAME "\"; }";
+    const char *dp = strstr(sc, "default-primaries {"), *cp = strstr(sc, "    primaries {");
+    assert_non_null(dp);
+    assert_non_null(cp);
+    assert_memory_equal(dp + strlen("default-primaries {"), sec_up, strlen(sec_up));
+    assert_memory_equal(cp + strlen("    primaries {"), sec_up, strlen(sec_up));
     free(pc);
     free(sc);
     /* nothing changed: no API call at all */
