@@ -203,11 +203,20 @@ static void test_cached_import(void **state)
     sh("rm %s/regional.yaml", f->dir);
     r = import_cached(f, c);
     assert_int_equal(r.added + r.modified + r.deleted + r.invalid, 0);
-    /* and the copy: deleted */
+    /* and the copy: deleted, in key order */
     sh("rm %s/zz-copy.yaml", f->dir);
     r = import_cached(f, c);
     assert_int_equal(r.deleted, 3);
     assert_null(journaled(f, "Bind9Instance", "primary-us-east"));
+    static const char *const gone[] = {"primary-us-east", "secondary-eu-west", "secondary-us-west"};
+    for (uint64_t k = 0; k < 3; k++) {
+        jnl_record_t *rec = NULL;
+        bd_err_t err;
+        assert_int_equal(jnl_get(f->j, r.last_seq - 2 + k, 0, &rec, &err), BD_OK);
+        assert_int_equal(rec->ev.type, JNL_DELETED);
+        assert_string_equal(rec->ev.name, gone[k]);
+        jnl_record_free(rec);
+    }
     msrc_cache_free(c);
 
     /* the journal holds what a full import of the directory would find: nothing to do */
