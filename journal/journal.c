@@ -309,6 +309,17 @@ static int check_meta(jnl_t *j, MDB_txn *txn, bd_err_t *err)
     rc = jnl__meta_head(j, txn, &j->committed_seq, j->committed_hash, &j->committed_time);
     if (rc != 0)
         return bd_err_set(err, BD_ECORRUPT, "journal %s: head record in meta is damaged", j->path);
+    rc = meta_get(j, txn, "object_epoch_shift", &v);
+    if (rc == MDB_NOTFOUND) {
+        j->epoch_shift = JNL__EPOCH_SHIFT_OLD;
+    } else if (rc != 0) {
+        return jnl__mdb_err(j, rc, err, "read meta");
+    } else {
+        if (v.mv_size != 1 || *(const uint8_t *)v.mv_data > 40)
+            return bd_err_set(err, BD_ECORRUPT, "journal %s: object_epoch_shift in meta is damaged",
+                              j->path);
+        j->epoch_shift = *(const uint8_t *)v.mv_data;
+    }
     return BD_OK;
 }
 
@@ -330,6 +341,9 @@ static int init_meta(jnl_t *j, MDB_txn *txn, bd_err_t *err)
         rc = put_meta(txn, j->db_meta, "created", created, sizeof(created));
     if (rc == 0)
         rc = put_meta(txn, j->db_meta, "head", head, sizeof(head));
+    if (rc == 0)
+        rc = put_meta(txn, j->db_meta, "object_epoch_shift", &(uint8_t){JNL__EPOCH_SHIFT}, 1);
+    j->epoch_shift = JNL__EPOCH_SHIFT;
     return rc == 0 ? BD_OK : jnl__mdb_err(j, rc, err, "initialise meta");
 }
 

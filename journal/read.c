@@ -319,7 +319,7 @@ int jnl_history(jnl_t *j, const char *api_version, const char *kind, const char 
     if ((rc = mdb_cursor_open(txn, j->db_object, &cur)) != 0)
         goto lmdb;
     /* One probe per epoch of stored seqs. */
-    for (uint64_t e = first >> JNL__EPOCH_SHIFT; e <= last >> JNL__EPOCH_SHIFT; e++) {
+    for (uint64_t e = first >> j->epoch_shift; e <= last >> j->epoch_shift; e++) {
         jnl__be64(prefix, e);
         k.mv_size = plen;
         k.mv_data = prefix;

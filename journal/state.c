@@ -565,7 +565,7 @@ static int prune_chunk(jnl_t *j, MDB_txn *txn, uint64_t upto, bool *more)
         jnl__hdr_t h;
         jnl__rd_init(&rd, v.mv_data, v.mv_size);
         if (jnl__rec_parse(&rd, &h, JNL__PARSE_SHALLOW) == 0 && h.s[JNL__S_NAME].len > 0) {
-            jnl__be64(okey, seq >> JNL__EPOCH_SHIFT);
+            jnl__be64(okey, seq >> j->epoch_shift);
             size_t kl = jnl__okey(okey + 8, h.s[JNL__S_KIND].p, h.s[JNL__S_KIND].len,
                                   h.s[JNL__S_NS].p, h.s[JNL__S_NS].len, h.s[JNL__S_NAME].p,
                                   h.s[JNL__S_NAME].len, h.s[JNL__S_APIV].p,

@@ -490,7 +490,7 @@ static int commit_batch(jnl_t *j, jnl__op_t *batch, size_t max, jnl__op_t **last
             if (rc == MDB_KEYEXIST) /* not strictly after the last key: plain insert */
                 rc = mdb_cursor_put(tcur, &(MDB_val){16, key}, &(MDB_val){0, ""}, 0);
             if (rc == 0 && op->klen > 0) {
-                jnl__be64(key, op->seq >> JNL__EPOCH_SHIFT);
+                jnl__be64(key, op->seq >> j->epoch_shift);
                 memcpy(key + 8, op->key, op->klen);
                 jnl__be64(key + 8 + op->klen, op->seq);
                 rc = mdb_cursor_put(ocur, &(MDB_val){op->klen + 16, key}, &(MDB_val){0, ""}, 0);

@@ -1047,6 +1047,107 @@ static void test_append_threads_verify(void **state)
     print_message("append threads: %d verifies while appending\n", verifies);
 }
 
+/* History through the object index, in a journal of the current layout and in one of the
+ * layout before the epoch shift was recorded (keys under seq >> 12, no meta entry): both
+ * find every version, and appends to the older journal keep its layout. */
+static void history_of(jnl_t *j, const char *name, size_t want)
+{
+    uint64_t *seqs = NULL;
+    size_t n = 0;
+    bd_err_t err;
+    assert_int_equal(jnl_history(j, APIV, "DNSZone", "dns", name, &seqs, &n, &err), 0);
+    assert_int_equal(n, want);
+    for (size_t i = 1; i < n; i++)
+        assert_true(seqs[i] == seqs[i - 1] + 7); /* every 7th event is this object's */
+    free(seqs);
+}
+
+static void append_round(jnl_t *j, int from, int to)
+{
+    bd_err_t err;
+    for (int i = from; i < to; i++) {
+        char nm[16];
+        snprintf(nm, sizeof(nm), "o%d", i % 7);
+        json_t *obj = mkobj("DNSZone", "dns", nm, i, "v");
+        jnl_event_t ev = {.type = JNL_MODIFIED, .api_version = APIV, .kind = "DNSZone",
+                          .ns = "dns", .name = nm, .object = obj};
+        assert_int_equal(jnl_append(j, &ev, NULL, &err), 0);
+        json_decref(obj);
+    }
+    assert_int_equal(jnl_flush(j, &err), 0);
+}
+
+static void test_object_index_epochs(void **state)
+{
+    jnl_t *j = open_new("epochs", JNL_SYNC_NOSYNC);
+    append_round(j, 0, 7000); /* seqs 1..7000: epochs 0..6 of 1024 */
+    history_of(j, "o3", 1000);
+    jnl_close(j);
+
+    /* the shift is in meta; rewrite the journal to the older layout */
+    MDB_env *env = raw_env(jpath("epochs"));
+    MDB_txn *txn;
+    MDB_dbi meta, obj;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    assert_int_equal(mdb_dbi_open(txn, "object", 0, &obj), 0);
+    MDB_val k = {strlen("object_epoch_shift"), "object_epoch_shift"}, v;
+    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+    assert_int_equal(v.mv_size, 1);
+    assert_int_equal(*(const uint8_t *)v.mv_data, 10);
+    assert_int_equal(mdb_del(txn, meta, &k, NULL), 0);
+    size_t nkeys = 0;
+    uint8_t(*keys)[128] = calloc(8000, sizeof(*keys));
+    size_t *lens = calloc(8000, sizeof(*lens));
+    MDB_cursor *cur;
+    assert_int_equal(mdb_cursor_open(txn, obj, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        assert_true(nkeys < 8000 && k.mv_size <= 128);
+        memcpy(keys[nkeys], k.mv_data, k.mv_size);
+        lens[nkeys++] = k.mv_size;
+    }
+    mdb_cursor_close(cur);
+    assert_int_equal(nkeys, 7000);
+    assert_int_equal(mdb_drop(txn, obj, 0), 0);
+    for (size_t i = 0; i < nkeys; i++) {
+        uint64_t seq = 0;
+        for (int b = 0; b < 8; b++)
+            seq = seq << 8 | keys[i][lens[i] - 8 + b];
+        seqkey(keys[i], seq >> 12);
+        MDB_val nk = {lens[i], keys[i]}, nv = {0, ""};
+        assert_int_equal(mdb_put(txn, obj, &nk, &nv, 0), 0);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    free(keys);
+    free(lens);
+
+    jnl_t *ro = open_ro("epochs");
+    history_of(ro, "o3", 1000);
+    jnl_close(ro);
+    jnl_opts_t o;
+    bd_err_t err;
+    jnl_opts_init(&o);
+    assert_int_equal(jnl_open(jpath("epochs"), &o, &j, &err), 0);
+    append_round(j, 7000, 14000); /* written in the journal's own layout */
+    history_of(j, "o3", 2000);
+    /* pruning removes the index entries of what it folds: none is left behind */
+    jnl_retention_t pol = {.max_events = 3500};
+    assert_int_equal(jnl_retain(j, &pol, NULL, &err), 0);
+    uint64_t first = 0, last = 0;
+    assert_int_equal(jnl_bounds(j, &first, &last, &err), 0);
+    assert_true(first > 1);
+    jnl_close(j);
+    env = raw_env(jpath("epochs"));
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "object", 0, &obj), 0);
+    MDB_stat ms;
+    assert_int_equal(mdb_stat(txn, obj, &ms), 0);
+    assert_int_equal(ms.ms_entries, last - first + 1);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
 /* ---- checkpoints and retention -------------------------------------------------------------- */
 
 static void test_checkpoint_retention(void **state)
@@ -1885,6 +1986,7 @@ int main(void)
         cmocka_unit_test(test_verify_tamper),
         cmocka_unit_test(test_verify_parallel),
         cmocka_unit_test(test_append_threads_verify),
+        cmocka_unit_test(test_object_index_epochs),
         cmocka_unit_test(test_checkpoint_retention),
         cmocka_unit_test(test_space_limit),
         cmocka_unit_test(test_group_commit),
