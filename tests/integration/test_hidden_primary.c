@@ -1382,6 +1382,20 @@ static void rc_catalog(bind_server_t *hp, const char *catalog, const char *const
         fail_msg("notify targets: %s", err.msg);
 }
 
+/* A primary and a secondary (not started) and the projector's catalogs for one zone: the
+ * primary's lists the zone and the secondary's catalog, the secondary's the zone; bindy
+ * notifies both catalogs to the primary. */
+static void rc_pair(bind_server_t *hp, const char *zone, const char *cat_p, const char *cat_s, bd_named_t **p,
+                    bd_named_t **s)
+{
+    bd_err_t err;
+    assert_int_equal(bd_named_new(p, &err), 0);
+    assert_int_equal(bd_named_new(s, &err), 0);
+    const char *pm[] = {zone, cat_s}, *sm[] = {zone};
+    rc_catalog(hp, cat_p, pm, 2, *p);
+    rc_catalog(hp, cat_s, sm, 1, *p);
+}
+
 static int rndc_at(bd_named_t *n, const char *secret_b64, const char *cmd, uint32_t *result, char *msg, size_t cap)
 {
     bind_rndc_config_t cfg = {.host = RC_RNDC_ADDR, .port = bd_named_ctl_port(n), .key_name = BIND_RNDC_KEY_NAME,
@@ -1527,11 +1541,7 @@ static void test_rendered_chain_ixfr(void **state)
     apply_text(RC_IXFR_ZONE, NULL, zone);
 
     bd_named_t *p = NULL, *s = NULL;
-    assert_int_equal(bd_named_new(&p, &err), 0);
-    assert_int_equal(bd_named_new(&s, &err), 0);
-    const char *pm[] = {RC_IXFR_ZONE, RC_IXFR_CAT_S}, *sm[] = {RC_IXFR_ZONE};
-    rc_catalog(hp, RC_IXFR_CAT_P, pm, 2, p);
-    rc_catalog(hp, RC_IXFR_CAT_S, sm, 1, p);
+    rc_pair(hp, RC_IXFR_ZONE, RC_IXFR_CAT_P, RC_IXFR_CAT_S, &p, &s);
     char t[64];
     snprintf(t, sizeof(t), "127.0.0.1:%u", bd_named_port(p));
     const char *targets[] = {t};
@@ -1661,11 +1671,7 @@ static void test_rendered_secondary_falls_back(void **state)
     apply_text(RC_FB_ZONE, NULL, "@ IN SOA ns1 hostmaster 1 3600 3600 86400 300\n@ IN NS ns1\n"
                                  "ns1 IN A 192.0.2.53\nwww IN A 192.0.2.9\n");
     bd_named_t *p = NULL, *s = NULL;
-    assert_int_equal(bd_named_new(&p, &err), 0);
-    assert_int_equal(bd_named_new(&s, &err), 0);
-    const char *pm[] = {RC_FB_ZONE, RC_FB_CAT_S}, *sm[] = {RC_FB_ZONE};
-    rc_catalog(hp, RC_FB_CAT_P, pm, 2, p);
-    rc_catalog(hp, RC_FB_CAT_S, sm, 1, p);
+    rc_pair(hp, RC_FB_ZONE, RC_FB_CAT_P, RC_FB_CAT_S, &p, &s);
     res_t *prim = rc_instance("primary-fb", "primary"), *sec = rc_instance("secondary-fb", "secondary");
     bind_endpoint_t hp_ep = {"127.0.0.1", bind_server_port(hp)};
     bind_endpoint_t s_up[] = {{"127.0.0.1", bd_named_port(p)}, hp_ep};
