@@ -508,8 +508,9 @@ static void svc_read(wla_t *w, const char *ns, const char *name, k8s_done_cb cb,
     free(path);
 }
 
-/* Addresses instance i pulls from into up[] (borrowed); BD_OK, or BD_EBUSY when it has to
- * wait (a read was started or is due later: i->due says when to try again). */
+/* Addresses instance i pulls from into up[], and for a secondary the hidden primary's into
+ * *fallback (all borrowed); BD_OK, or BD_EBUSY when it has to wait (a read was started or
+ * is due later: i->due says when to try again). */
 static int resolve(wla_inst_t *i, const proj_instance_t *pi, const char **up, size_t cap, size_t *nup,
                    uint16_t *port, const char **fallback)
 {

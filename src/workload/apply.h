@@ -134,7 +134,7 @@ typedef struct wla_stats {
     uint64_t event_errors;
     unsigned inflight;       /* calls in flight */
     unsigned event_inflight; /* Event posts in flight */
-    size_t pending;    /* instances marked and not yet done */
+    size_t pending;          /* instances marked and not yet done */
 } wla_stats_t;
 void wla_stats(const wla_t *w, wla_stats_t *st);
 
