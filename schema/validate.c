@@ -735,8 +735,6 @@ static void walk_number(walk_t *w, const vnode_t *n, const json_t *v, const char
         val_report_add(w->rep, VAL_ERROR, path, "%s is above the maximum %.0f", shown, json_number_value(mx));
 }
 
-static int key_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
 static void walk_object(walk_t *w, const vnode_t *n, json_t *v, char *path, int depth)
 {
     size_t plen = strlen(path);
@@ -772,7 +770,7 @@ static void walk_object(walk_t *w, const vnode_t *n, json_t *v, char *path, int 
     const char *key;
     json_t *sub;
     json_object_foreach(v, key, sub) keys[nkeys++] = key;
-    bd_qsort(keys, nkeys, sizeof(*keys), key_cmp);
+    bd_qsort(keys, nkeys, sizeof(*keys), bd_cmp_strp);
     for (size_t k = 0; k < nkeys && !w->defaults_missing; k++) {
         key = keys[k];
         /* metadata is the API server's business (check_metadata), not the schema's, and

@@ -25,6 +25,7 @@
 #include "journal.h"
 #include "manifests.h"
 #include "log.h"
+#include "sort.h"
 
 #ifndef BINDY_VERSION
 #define BINDY_VERSION "dev"
@@ -1174,11 +1175,6 @@ static void changes_free(changes_t *cs)
     memset(cs, 0, sizeof(*cs));
 }
 
-static int kv_cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static void diff_json(changes_t *cs, const char *path, json_t *a, json_t *b)
 {
     if (json_is_object(a) && json_is_object(b)) {
@@ -1190,7 +1186,7 @@ static void diff_json(changes_t *cs, const char *path, json_t *a, json_t *b)
             return;
         json_object_foreach(a, key, v) keys[k++] = key;
         json_object_foreach(b, key, v) if (json_object_get(a, key) == NULL) keys[k++] = key;
-        qsort(keys, k, sizeof(*keys), kv_cmp_str);
+        bd_qsort(keys, k, sizeof(*keys), bd_cmp_strp);
         for (size_t i = 0; i < k; i++) {
             json_t *x = json_object_get(a, keys[i]), *y = json_object_get(b, keys[i]);
             char *p = path_key(path, keys[i], strlen(keys[i]));

@@ -181,8 +181,6 @@ int bd_hmap_next(const bd_hmap_t *m, size_t *pos, const char **key, void **value
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
 const char **bd_hmap_keys_sorted(const bd_hmap_t *m, size_t *n)
 {
     *n = m->count;
@@ -197,6 +195,6 @@ const char **bd_hmap_keys_sorted(const bd_hmap_t *m, size_t *n)
     const char *key;
     while (bd_hmap_next(m, &pos, &key, NULL))
         keys[k++] = key;
-    bd_qsort(keys, k, sizeof(*keys), cmp_str);
+    bd_qsort(keys, k, sizeof(*keys), bd_cmp_strp);
     return keys;
 }

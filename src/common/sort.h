@@ -34,6 +34,12 @@ static inline void bd_qsort(void *base, size_t n, size_t size, int (*cmp)(const 
     qsort(base, n, size, cmp);
 }
 
+/* Order of an array of C strings (char * elements), for bd_qsort. */
+static inline int bd_cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static inline void *bd_bsearch(const void *key, const void *base, size_t n, size_t size,
                                int (*cmp)(const void *, const void *))
 {

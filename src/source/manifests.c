@@ -81,8 +81,6 @@ static int kind_rank(const char *key)
     return 3;
 }
 
-static int key_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
 static int want_cmp(const void *a, const void *b)
 {
     const want_t *x = a, *y = b;
@@ -458,7 +456,7 @@ int msrc_import_cached(jnl_t *j, const val_catalog_t *cat, const char *const *pa
         }
         keys[nkeys++] = key;
     }
-    bd_qsort(keys, nkeys, sizeof(*keys), key_cmp);
+    bd_qsort(keys, nkeys, sizeof(*keys), bd_cmp_strp);
     for (size_t i = 0; i < nkeys; i++) {
         ev = bd_hmap_get(state, keys[i]);
         if (res->deletions_held) {
